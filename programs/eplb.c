@@ -1,0 +1,98 @@
+/* eplb.c - the eplb program: dispatches to a subcommand, one per file cmd_*.c. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+static const cli_command commands[] = {
+    {"plan", "compute a redundant-expert map from token counts (step 2)", cmd_plan},
+    {"merge", "sum token-count files into one (step 1)", cmd_merge},
+    {"simulate", "run a synthetic MoE router under mpirun, gather its counts (step 1)", cmd_simulate},
+    {"migrate", "move expert weights between ranks to match a map (step 3)", cmd_migrate},
+    {"report", "measure a map against loads: balance, lower bound, moves, SVG", cmd_report},
+};
+#define NUM_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: eplb COMMAND [OPTIONS]\n"
+          "Expert-parallel load balancing for Mixture-of-Experts models.\n\ncommands:\n");
+  for (size_t i = 0; i < NUM_COMMANDS; i++)
+    fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\n  eplb COMMAND --help   options of one command\n"
+             "  eplb --version        print the version\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return CLI_EXIT_USAGE;
+  }
+  if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return CLI_EXIT_OK;
+  }
+  if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+    printf("eplb %s\n", eplb_version_string());
+    return CLI_EXIT_OK;
+  }
+  for (size_t i = 0; i < NUM_COMMANDS; i++)
+    if (!strcmp(argv[1], commands[i].name))
+      return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "eplb: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return CLI_EXIT_USAGE;
+}
+
+/* ---- helpers shared by the commands ---- */
+
+int cli_fail(const char *cmd, int rc) {
+  const char *detail = eplb_last_error();
+  fprintf(stderr, "eplb %s: %s\n", cmd, (detail && *detail) ? detail : eplb_strerror(rc));
+  return CLI_EXIT_FAIL;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "eplb %s: ", cmd);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, " (see 'eplb %s --help')\n", cmd);
+  return CLI_EXIT_USAGE;
+}
+
+int cli_parse_i64(const char *cmd, const char *flag, const char *s, int64_t min, int64_t max,
+                  int64_t *out) {
+  char *end = NULL;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (!*s || *end || errno == ERANGE || v < min || v > max)
+    return cli_usage_error(cmd, "--%s: '%s' is not an integer in [%lld, %lld]", flag, s,
+                           (long long)min, (long long)max);
+  *out = v;
+  return 0;
+}
+
+int cli_parse_double(const char *cmd, const char *flag, const char *s, double min, double max,
+                     double *out) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (!*s || *end || errno == ERANGE || !isfinite(v) || v < min || v > max)
+    return cli_usage_error(cmd, "--%s: '%s' is not a number in [%g, %g]", flag, s, min, max);
+  *out = v;
+  return 0;
+}
+
+double cli_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

@@ -1,0 +1,55 @@
+/* eplb_int.h - internal helpers shared by the library's modules (not installed).
+ * Names here carry the internal prefix eplb__. */
+#ifndef EPLB_INT_H
+#define EPLB_INT_H
+
+#include <stdio.h>
+
+#include "eplb.h"
+
+#if defined(__GNUC__)
+#define EPLB__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define EPLB__PRINTF(a, b)
+#endif
+
+/* ---- errors (error.c) ---- */
+
+/* Records a one-line detail message for this thread and returns `code`, so a failure reads
+ * `return eplb__err(EPLB_EFORMAT, "%s: layer \"%s\": not an object", name, key);`. */
+int eplb__err(int code, const char *fmt, ...) EPLB__PRINTF(2, 3);
+
+/* ---- memory (util.c) ---- */
+
+/* calloc(n, size) that fails (NULL) on n*size overflow and on n == 0 returns a valid pointer. */
+void *eplb__calloc(size_t n, size_t size);
+/* malloc(n * size) with the same overflow check. */
+void *eplb__mallocn(size_t n, size_t size);
+
+/* ---- files (util.c) ---- */
+
+/* Writes a file atomically: `fill(f, user)` writes the content into a temp file created next to
+ * `path` (same folder, so rename is atomic); then fflush, fsync, rename over `path`, fsync of the
+ * folder. If fill returns non-zero or any step fails, the temp file is removed, `path` is left as
+ * it was and the error (fill's own, or EPLB_EIO with the detail) is returned. */
+int eplb__write_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user);
+/* Reads a whole file into a NUL-terminated malloc'ed buffer. @return 0 or EPLB_EIO/ENOMEM. */
+int eplb__read_file(const char *path, char **text, size_t *len);
+
+/* ---- JSON number and key helpers (json_util.c, jansson based) ---- */
+
+/* Parses a decimal non-negative integer key ("0", "17"; no sign, no leading zero, no spaces)
+ * into *out. @return 1 on success, 0 when the text is not such a key or exceeds INT64_MAX. */
+int eplb__parse_key(const char *s, int64_t *out);
+
+/* ---- planning policies (plan_deepseek.c, plan_balanced.c) ---- */
+
+/* Each policy fills p->phy2log for every layer of `loads`; `p` was created by eplb_plan() with
+ * the loads' L and E, R = num_replicas, G = num_gpus and the loads' layer ids. eplb_plan() has
+ * checked the common parameter rules (sizes >= 1, R % G == 0, R >= E, finite non-negative loads)
+ * and builds the index and validates the result afterwards. A policy checks its own rules and
+ * returns EPLB_EPARAM with a detail when they fail. */
+int eplb__plan_deepseek(const eplb_loads *loads, const eplb_params *params, eplb_placement *p);
+int eplb__plan_balanced(const eplb_loads *loads, const eplb_params *params, eplb_placement *p);
+
+#endif /* EPLB_INT_H */

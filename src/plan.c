@@ -1,0 +1,129 @@
+/* plan.c - eplb_plan(): common parameter checks, policy dispatch, validation; and the
+ * measures of a placement (device loads, balancedness). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eplb_int.h"
+
+/* Default local-search budget of the balanced policy, in milliseconds. */
+#define EPLB__DEFAULT_BUDGET_MS 15.0
+
+void eplb_params_init(eplb_params *params) {
+  if (!params)
+    return;
+  memset(params, 0, sizeof *params);
+  params->policy = EPLB_POLICY_DEEPSEEK;
+  params->allow_duplicates = 0;
+  params->hierarchy = EPLB_HIER_AUTO;
+  params->time_budget_ms = EPLB__DEFAULT_BUDGET_MS;
+}
+
+eplb_mode eplb_params_mode(const eplb_params *params) {
+  if (params && params->num_nodes > 0 && params->num_groups % params->num_nodes == 0)
+    return EPLB_MODE_HIERARCHICAL;
+  return EPLB_MODE_GLOBAL;
+}
+
+/* Checks the rules every policy shares; the policies check their own. */
+static int check_common(const eplb_loads *loads, const eplb_params *pr) {
+  if (pr->num_replicas < 1 || pr->num_groups < 1 || pr->num_nodes < 1 || pr->num_gpus < 1)
+    return eplb__err(EPLB_EPARAM, "num_replicas, num_groups, num_nodes and num_gpus must all be "
+                                  ">= 1 (got %d, %d, %d, %d)",
+                     pr->num_replicas, pr->num_groups, pr->num_nodes, pr->num_gpus);
+  if (pr->num_replicas % pr->num_gpus != 0)
+    return eplb__err(EPLB_EPARAM, "num_replicas %d is not a multiple of num_gpus %d",
+                     pr->num_replicas, pr->num_gpus);
+  if (pr->num_gpus % pr->num_nodes != 0)
+    return eplb__err(EPLB_EPARAM, "num_gpus %d is not a multiple of num_nodes %d", pr->num_gpus,
+                     pr->num_nodes);
+  if (pr->num_replicas < loads->num_experts)
+    return eplb__err(EPLB_EPARAM, "num_replicas %d is less than the %d experts: every expert "
+                                  "needs a slot",
+                     pr->num_replicas, loads->num_experts);
+  if (pr->policy != EPLB_POLICY_DEEPSEEK && pr->policy != EPLB_POLICY_BALANCED)
+    return eplb__err(EPLB_EPARAM, "unknown policy %d", (int)pr->policy);
+  if (pr->hierarchy < EPLB_HIER_AUTO || pr->hierarchy > EPLB_HIER_NONE)
+    return eplb__err(EPLB_EPARAM, "unknown hierarchy %d", (int)pr->hierarchy);
+  size_t n = (size_t)loads->num_layers * (size_t)loads->num_experts;
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(loads->load[i]) || loads->load[i] < 0)
+      return eplb__err(EPLB_EINVAL, "layer %lld: expert %zu: load %g is not finite and >= 0",
+                       (long long)loads->layer_ids[i / (size_t)loads->num_experts],
+                       i % (size_t)loads->num_experts, loads->load[i]);
+  return 0;
+}
+
+int eplb_plan(const eplb_loads *loads, const eplb_params *params, eplb_placement **out) {
+  if (!out)
+    return eplb__err(EPLB_EINVAL, "plan: no output");
+  *out = NULL;
+  if (!loads || !params || !loads->load || !loads->layer_ids || loads->num_layers < 1 ||
+      loads->num_experts < 1)
+    return eplb__err(EPLB_EINVAL, "plan: no loads or parameters");
+  int rc = check_common(loads, params);
+  if (rc)
+    return rc;
+  eplb_placement *p = NULL;
+  rc = eplb_placement_create(loads->num_layers, loads->num_experts, params->num_replicas,
+                             params->num_gpus, &p);
+  if (rc)
+    return rc;
+  memcpy(p->layer_ids, loads->layer_ids, (size_t)loads->num_layers * sizeof *p->layer_ids);
+  if (params->policy == EPLB_POLICY_BALANCED)
+    rc = eplb__plan_balanced(loads, params, p);
+  else
+    rc = eplb__plan_deepseek(loads, params, p);
+  if (!rc)
+    rc = eplb_placement_build_index(p);
+  if (!rc) {
+    int dups_ok = params->policy == EPLB_POLICY_DEEPSEEK && params->allow_duplicates;
+    rc = eplb_placement_validate(p, dups_ok);
+  }
+  if (rc) {
+    eplb_placement_free(p);
+    return rc;
+  }
+  *out = p;
+  return 0;
+}
+
+/* ---- measures ---- */
+
+int eplb_device_loads(const eplb_loads *loads, const eplb_placement *p, int32_t layer,
+                      double *dev_load) {
+  if (!loads || !p || !dev_load || layer < 0 || layer >= p->num_layers ||
+      loads->num_layers != p->num_layers || loads->num_experts != p->num_experts)
+    return eplb__err(EPLB_EINVAL, "device loads: loads and placement do not match");
+  int32_t R = p->num_slots, G = p->num_gpus, S = R / G, E = p->num_experts;
+  const int32_t *row = p->phy2log + (size_t)layer * R;
+  const int32_t *cnt = p->logcnt + (size_t)layer * E;
+  const double *w = loads->load + (size_t)layer * E;
+  for (int32_t d = 0; d < G; d++) {
+    double sum = 0;
+    for (int32_t s = d * S; s < (d + 1) * S; s++)
+      sum += w[row[s]] / (double)cnt[row[s]];
+    dev_load[d] = sum;
+  }
+  return 0;
+}
+
+double eplb_balancedness(const eplb_loads *loads, const eplb_placement *p, int32_t layer) {
+  if (!p || p->num_gpus < 1)
+    return -1;
+  double *dev = eplb__mallocn((size_t)p->num_gpus, sizeof *dev);
+  if (!dev)
+    return -1;
+  if (eplb_device_loads(loads, p, layer, dev) != 0) {
+    free(dev);
+    return -1;
+  }
+  double sum = 0, max = 0;
+  for (int32_t d = 0; d < p->num_gpus; d++) {
+    sum += dev[d];
+    if (dev[d] > max)
+      max = dev[d];
+  }
+  free(dev);
+  return max > 0 ? sum / p->num_gpus / max : 1.0;
+}

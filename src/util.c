@@ -1,0 +1,154 @@
+/* util.c - memory helpers and atomic file writes. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "eplb_int.h"
+
+/* ---- memory ---- */
+
+void *eplb__calloc(size_t n, size_t size) {
+  if (n == 0 || size == 0)
+    return calloc(1, 1);
+  if (n > SIZE_MAX / size)
+    return NULL;
+  return calloc(n, size);
+}
+
+void *eplb__mallocn(size_t n, size_t size) {
+  if (n == 0 || size == 0)
+    return malloc(1);
+  if (n > SIZE_MAX / size)
+    return NULL;
+  return malloc(n * size);
+}
+
+/* ---- files ---- */
+
+/* Opens the folder holding `path` and fsyncs it, so a rename in it is durable. */
+static int fsync_parent(const char *path) {
+  const char *slash = strrchr(path, '/');
+  char *dir;
+  if (!slash)
+    dir = strdup(".");
+  else if (slash == path)
+    dir = strdup("/");
+  else
+    dir = strndup(path, (size_t)(slash - path));
+  if (!dir)
+    return EPLB_ENOMEM;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  int rc = 0;
+  if (fd < 0 || fsync(fd) != 0)
+    rc = eplb__err(EPLB_EIO, "%s: cannot sync folder: %s", dir, strerror(errno));
+  if (fd >= 0)
+    close(fd);
+  free(dir);
+  return rc;
+}
+
+int eplb__write_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user) {
+  if (!path || !*path || !fill)
+    return eplb__err(EPLB_EINVAL, "write: no output path");
+  size_t n = strlen(path);
+  char *tmp = malloc(n + sizeof ".tmp.XXXXXX");
+  if (!tmp)
+    return eplb__err(EPLB_ENOMEM, "%s: out of memory", path);
+  memcpy(tmp, path, n);
+  memcpy(tmp + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+  int fd = mkstemp(tmp);
+  if (fd < 0) {
+    int rc = eplb__err(EPLB_EIO, "%s: cannot create temp file: %s", path, strerror(errno));
+    free(tmp);
+    return rc;
+  }
+  /* mkstemp makes 0600; give the result the usual permissions of a new file. */
+  mode_t mask = umask(0);
+  umask(mask);
+  (void)fchmod(fd, 0666 & ~mask);
+  FILE *f = fdopen(fd, "w");
+  if (!f) {
+    int rc = eplb__err(EPLB_EIO, "%s: %s", tmp, strerror(errno));
+    close(fd);
+    unlink(tmp);
+    free(tmp);
+    return rc;
+  }
+  int rc = fill(f, user);
+  if (rc == 0 && (fflush(f) != 0 || ferror(f)))
+    rc = eplb__err(EPLB_EIO, "%s: write failed: %s", path, strerror(errno));
+  if (rc == 0 && fsync(fileno(f)) != 0)
+    rc = eplb__err(EPLB_EIO, "%s: fsync failed: %s", path, strerror(errno));
+  if (fclose(f) != 0 && rc == 0)
+    rc = eplb__err(EPLB_EIO, "%s: close failed: %s", path, strerror(errno));
+  if (rc == 0 && rename(tmp, path) != 0)
+    rc = eplb__err(EPLB_EIO, "%s: cannot rename temp file into place: %s", path, strerror(errno));
+  if (rc != 0)
+    unlink(tmp);
+  else
+    rc = fsync_parent(path);
+  free(tmp);
+  return rc;
+}
+
+int eplb__read_file(const char *path, char **text, size_t *len) {
+  *text = NULL;
+  *len = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return eplb__err(EPLB_EIO, "%s: cannot open: %s", path, strerror(errno));
+  size_t cap = 1 << 16, n = 0;
+  char *buf = malloc(cap);
+  if (!buf) {
+    fclose(f);
+    return eplb__err(EPLB_ENOMEM, "%s: out of memory", path);
+  }
+  for (;;) {
+    if (cap - n < 2) {
+      char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+      if (!nb) {
+        free(buf);
+        fclose(f);
+        return eplb__err(EPLB_ENOMEM, "%s: out of memory", path);
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    size_t got = fread(buf + n, 1, cap - n - 1, f);
+    n += got;
+    if (got == 0)
+      break;
+  }
+  int bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    free(buf);
+    return eplb__err(EPLB_EIO, "%s: read failed", path);
+  }
+  buf[n] = '\0';
+  *text = buf;
+  *len = n;
+  return 0;
+}
+
+int eplb__parse_key(const char *s, int64_t *out) {
+  if (!s || !*s)
+    return 0;
+  if (s[0] == '0' && s[1] != '\0')
+    return 0;
+  int64_t v = 0;
+  for (const char *c = s; *c; c++) {
+    if (*c < '0' || *c > '9')
+      return 0;
+    int d = *c - '0';
+    if (v > (INT64_MAX - d) / 10)
+      return 0;
+    v = v * 10 + d;
+  }
+  *out = v;
+  return 1;
+}
