@@ -1,9 +1,306 @@
-/* plan_balanced.c - the balanced policy (placeholder until implemented). */
-#include "eplb_int.h"
+/* plan_balanced.c - the balanced policy: locality (strict, soft, none) around the pool engine of
+ * balanced_pool.c. Strict and soft first choose which node serves each expert group: an exact
+ * search over set partitions of the groups (K <= EXACT_MAX_GROUPS) that minimises the largest
+ * node lower bound, or largest-first packing of equal blocks beyond that. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "quality_int.h"
+
+/* Largest group count searched exactly (3^K * N steps per layer). */
+#define EXACT_MAX_GROUPS 10
+/* Replica-count refinement rounds per pool (deterministic cap). */
+#define COUNT_ROUNDS 24
+
+/* ---- parameters ---- */
+
+/* The hierarchy a parameter set resolves to: AUTO is strict when N > 1 and K % N == 0. */
+static eplb_hierarchy resolve(const eplb_params *pr) {
+  if (pr->hierarchy != EPLB_HIER_AUTO)
+    return pr->hierarchy;
+  if (pr->num_nodes > 1 && pr->num_groups % pr->num_nodes == 0)
+    return EPLB_HIER_STRICT;
+  return EPLB_HIER_NONE;
+}
+
+/* Checks the rules of the locality modes. @return 0 or EPLB_EPARAM. */
+static int check_params(const eplb_loads *loads, const eplb_params *pr, eplb_hierarchy h) {
+  int32_t E = loads->num_experts, K = pr->num_groups, N = pr->num_nodes;
+  int32_t S = pr->num_replicas / pr->num_gpus;
+  if (E < S)
+    return eplb__err(EPLB_EPARAM, "policy balanced: %d slots per device need at least %d "
+                                  "distinct experts, there are %d",
+                     S, S, E);
+  if (h == EPLB_HIER_NONE || N == 1)
+    return 0;
+  if (E % K != 0)
+    return eplb__err(EPLB_EPARAM, "policy balanced: %d experts do not split into %d groups", E,
+                     K);
+  if (K % N != 0)
+    return eplb__err(EPLB_EPARAM, "policy balanced: hierarchy %s needs num_groups %d to be a "
+                                  "multiple of num_nodes %d",
+                     h == EPLB_HIER_STRICT ? "strict" : "soft", K, N);
+  return 0;
+}
+
+/* ---- group to node partition ---- */
+
+/* One layer's partition problem. */
+typedef struct part {
+  const double *w;     /* [E] the layer's loads */
+  int32_t K, N, gs;    /* groups, nodes, experts per group */
+  int32_t Gn, S;       /* devices per node, slots per device */
+  int strict;          /* blocks must fill their node's slots alone */
+  double *wbuf;        /* [E] scratch */
+  const int32_t *cnt;  /* soft: [E] global replica counts (the first replica carries w/cnt) */
+} part;
+
+/* The lower bound of a node serving the groups in `mask`, or -1 when it cannot serve them. */
+static double block_value(const part *pt, uint32_t mask) {
+  int32_t n = 0;
+  for (int32_t k = 0; k < pt->K; k++)
+    if (mask >> k & 1u) {
+      memcpy(pt->wbuf + n, pt->w + (size_t)k * pt->gs, (size_t)pt->gs * sizeof *pt->wbuf);
+      n += pt->gs;
+    }
+  int32_t Pn = pt->Gn * pt->S;
+  if (n > Pn || (pt->strict && n < pt->S))
+    return -1;
+  if (!pt->strict) {
+    /* Soft: the load the node must carry whatever happens, its experts' first replicas. */
+    double sum = 0;
+    for (int32_t k = 0; k < pt->K; k++)
+      if (mask >> k & 1u)
+        for (int32_t j = 0; j < pt->gs; j++) {
+          size_t e = (size_t)k * pt->gs + (size_t)j;
+          sum += pt->w[e] / (double)pt->cnt[e];
+        }
+    return sum / (double)pt->Gn;
+  }
+  return eplb__pool_bound(pt->wbuf, n, Pn, pt->Gn);
+}
+
+/* Exact search: f[k][mask] = the best split of the groups in mask over k nodes, compared by the
+ * largest block value, then by the sum of squared values. Fills node_of[K].
+ * @return 0, EPLB_ENOMEM, EPLB_EPARAM (no feasible split). */
+static int partition_exact(const part *pt, int32_t *node_of) {
+  uint32_t full = (1u << pt->K) - 1;
+  size_t M = (size_t)full + 1, NM = (size_t)(pt->N + 1) * M;
+  double *val = eplb__mallocn(M, sizeof *val);
+  double *fmax = eplb__mallocn(NM, sizeof *fmax);
+  double *fsq = eplb__mallocn(NM, sizeof *fsq);
+  uint32_t *pick = eplb__calloc(NM, sizeof *pick);
+  int rc = 0;
+  if (!val || !fmax || !fsq || !pick) {
+    rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+    goto done;
+  }
+  for (size_t m = 1; m < M; m++)
+    val[m] = block_value(pt, (uint32_t)m);
+  for (size_t i = 0; i < NM; i++)
+    fmax[i] = -1;
+  for (size_t m = 1; m < M; m++)
+    if (val[m] >= 0) {
+      fmax[M + m] = val[m];
+      fsq[M + m] = val[m] * val[m];
+      pick[M + m] = (uint32_t)m;
+    }
+  for (int32_t k = 2; k <= pt->N; k++) {
+    for (uint32_t m = 1; m <= full; m++) {
+      uint32_t low = m & (~m + 1u), rest = m ^ low;
+      size_t at = (size_t)k * M + m;
+      /* Every block holding the lowest group of m; the rest goes to k-1 nodes. */
+      for (uint32_t sub = rest;; sub = (sub - 1) & rest) {
+        uint32_t b = sub | low, r = m ^ b;
+        if (r && val[b] >= 0 && fmax[(size_t)(k - 1) * M + r] >= 0) {
+          double mx = val[b] > fmax[(size_t)(k - 1) * M + r] ? val[b]
+                                                               : fmax[(size_t)(k - 1) * M + r];
+          double sq = val[b] * val[b] + fsq[(size_t)(k - 1) * M + r];
+          if (fmax[at] < 0 || mx < fmax[at] || (mx == fmax[at] && sq < fsq[at])) {
+            fmax[at] = mx;
+            fsq[at] = sq;
+            pick[at] = b;
+          }
+        }
+        if (!sub)
+          break;
+      }
+    }
+  }
+  if (fmax[(size_t)pt->N * M + full] < 0) {
+    rc = eplb__err(EPLB_EPARAM, "policy balanced: the %d groups cannot be split over %d nodes "
+                                "of %d slots without duplicates",
+                   pt->K, pt->N, pt->Gn * pt->S);
+    goto done;
+  }
+  uint32_t m = full;
+  for (int32_t k = pt->N; k >= 1; k--) {
+    uint32_t b = pick[(size_t)k * M + m];
+    for (int32_t g = 0; g < pt->K; g++)
+      if (b >> g & 1u)
+        node_of[g] = pt->N - k;
+    m ^= b;
+  }
+done:
+  free(val);
+  free(fmax);
+  free(fsq);
+  free(pick);
+  return rc;
+}
+
+/* Equal blocks of K/N groups, heaviest group first to the lightest node with room (ties: the
+ * lower index). @return 0 or EPLB_ENOMEM. */
+static int partition_greedy(const part *pt, int32_t *node_of) {
+  int32_t cap = pt->K / pt->N;
+  double *gl = eplb__calloc((size_t)pt->K, sizeof *gl);
+  double *nodel = eplb__calloc((size_t)pt->N, sizeof *nodel);
+  int32_t *nodec = eplb__calloc((size_t)pt->N, sizeof *nodec);
+  if (!gl || !nodel || !nodec) {
+    free(gl);
+    free(nodel);
+    free(nodec);
+    return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+  }
+  for (int32_t k = 0; k < pt->K; k++) {
+    for (int32_t j = 0; j < pt->gs; j++)
+      gl[k] += pt->w[(size_t)k * pt->gs + j];
+    node_of[k] = -1;
+  }
+  for (int32_t i = 0; i < pt->K; i++) {
+    int32_t g = -1;
+    for (int32_t k = 0; k < pt->K; k++)
+      if (node_of[k] < 0 && (g < 0 || gl[k] > gl[g]))
+        g = k;
+    int32_t best = -1;
+    for (int32_t n = 0; n < pt->N; n++)
+      if (nodec[n] < cap && (best < 0 || nodel[n] < nodel[best]))
+        best = n;
+    node_of[g] = best;
+    nodel[best] += gl[g];
+    nodec[best]++;
+  }
+  free(gl);
+  free(nodel);
+  free(nodec);
+  return 0;
+}
+
+/* Chooses the node of every group of one layer. @return 0, EPLB_ENOMEM, EPLB_EPARAM. */
+static int partition(const part *pt, int32_t *node_of) {
+  if (pt->N == 1) {
+    memset(node_of, 0, (size_t)pt->K * sizeof *node_of);
+    return 0;
+  }
+  if (pt->K <= EXACT_MAX_GROUPS)
+    return partition_exact(pt, node_of);
+  return partition_greedy(pt, node_of);
+}
+
+/* ---- layers ---- */
+
+/* Scratch of one plan, sized for the whole layer. */
+typedef struct work {
+  double *w;        /* [E] pool loads */
+  double *wbuf;     /* [E] partition scratch */
+  int32_t *ids;     /* [E] logical id of each pool expert */
+  int32_t *home;    /* [E] soft: home node of each expert */
+  int32_t *slots;   /* [R] pool-local expert per slot */
+  int32_t *node_of; /* [K] */
+  int32_t *cnt;     /* [E] soft: global replica counts */
+} work;
+
+/* Plans one pool and writes its slots into row[first_slot..] as logical ids. */
+static int solve_pool(const eplb__pool *pl, const work *wk, int32_t *row, int32_t first_slot) {
+  double m;
+  int rc = eplb__pool_solve(pl, wk->slots, &m);
+  if (rc)
+    return rc;
+  for (int32_t i = 0; i < pl->ndev * pl->slots; i++)
+    row[first_slot + i] = wk->ids[wk->slots[i]];
+  return 0;
+}
+
+/* Plans one layer with the given locality. */
+static int plan_layer(const double *w, const eplb_params *pr, eplb_hierarchy h, int32_t E,
+                      double deadline, const work *wk, int32_t *row) {
+  int32_t G = pr->num_gpus, S = pr->num_replicas / G, N = pr->num_nodes, K = pr->num_groups;
+  eplb__pool pl = {0};
+  pl.slots = S;
+  pl.max_rounds = COUNT_ROUNDS;
+  pl.deadline = deadline;
+  if (h == EPLB_HIER_NONE || N == 1) {
+    for (int32_t e = 0; e < E; e++)
+      wk->ids[e] = e;
+    pl.n = E;
+    pl.w = w;
+    pl.ndev = G;
+    return solve_pool(&pl, wk, row, 0);
+  }
+  part pt = {w, K, N, E / K, G / N, S, h == EPLB_HIER_STRICT, wk->wbuf, wk->cnt};
+  if (h == EPLB_HIER_SOFT)
+    eplb__min_max_share(w, E, pr->num_replicas, G, wk->cnt);
+  int rc = partition(&pt, wk->node_of);
+  if (rc)
+    return rc;
+  if (h == EPLB_HIER_SOFT) {
+    for (int32_t e = 0; e < E; e++) {
+      wk->ids[e] = e;
+      wk->home[e] = wk->node_of[e / pt.gs];
+    }
+    pl.n = E;
+    pl.w = w;
+    pl.ndev = G;
+    pl.home = wk->home;
+    pl.block_size = G / N;
+    return solve_pool(&pl, wk, row, 0);
+  }
+  for (int32_t n = 0; n < N; n++) {
+    int32_t m = 0;
+    for (int32_t e = 0; e < E; e++)
+      if (wk->node_of[e / pt.gs] == n) {
+        wk->ids[m] = e;
+        wk->w[m++] = w[e];
+      }
+    pl.n = m;
+    pl.w = wk->w;
+    pl.ndev = G / N;
+    rc = solve_pool(&pl, wk, row, n * (G / N) * S);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
 
 int eplb__plan_balanced(const eplb_loads *loads, const eplb_params *params, eplb_placement *p) {
-  (void)loads;
-  (void)params;
-  (void)p;
-  return eplb__err(EPLB_ENOTSUP, "policy balanced: not implemented yet");
+  eplb_hierarchy h = resolve(params);
+  int rc = check_params(loads, params, h);
+  if (rc)
+    return rc;
+  int32_t E = loads->num_experts, R = params->num_replicas;
+  size_t K = (size_t)params->num_groups;
+  work wk;
+  wk.w = eplb__calloc((size_t)E, sizeof *wk.w);
+  wk.wbuf = eplb__calloc((size_t)E, sizeof *wk.wbuf);
+  wk.ids = eplb__calloc((size_t)E, sizeof *wk.ids);
+  wk.home = eplb__calloc((size_t)E, sizeof *wk.home);
+  wk.slots = eplb__calloc((size_t)R, sizeof *wk.slots);
+  wk.node_of = eplb__calloc(K, sizeof *wk.node_of);
+  wk.cnt = eplb__calloc((size_t)E, sizeof *wk.cnt);
+  if (!wk.w || !wk.wbuf || !wk.ids || !wk.home || !wk.slots || !wk.node_of || !wk.cnt)
+    rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+  double deadline = 0;
+  if (params->time_budget_ms > 0)
+    deadline = eplb__now() + params->time_budget_ms / 1000.0;
+  for (int32_t l = 0; !rc && l < loads->num_layers; l++)
+    rc = plan_layer(loads->load + (size_t)l * E, params, h, E, deadline, &wk,
+                    p->phy2log + (size_t)l * R);
+  free(wk.w);
+  free(wk.wbuf);
+  free(wk.ids);
+  free(wk.home);
+  free(wk.slots);
+  free(wk.node_of);
+  free(wk.cnt);
+  return rc;
 }

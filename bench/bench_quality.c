@@ -1,0 +1,222 @@
+/* bench_quality.c - plan quality and speed of the deepseek and balanced policies on synthetic
+ * lognormal loads, for the settings of the issue's table (58 layers x 256 experts, 8 groups):
+ * max device load over the lower bound LB (mean and worst over layers and workloads), weights
+ * moved between consecutive workloads' plans, and time per plan. Then the goals sweep: 64-256
+ * experts, sigma 0.7-2.0, hierarchy none. Usage: bench_quality [workloads] */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "eplb.h"
+
+/* Layers and experts of a DeepSeek-V3-like model. */
+#define BENCH_LAYERS 58
+#define BENCH_EXPERTS 256
+#define BENCH_GROUPS 8
+/* Workloads per setting unless given on the command line. */
+#define DEFAULT_WORKLOADS 12
+/* Mean token count per expert of a synthetic layer. */
+#define MEAN_COUNT 4096.0
+#define BENCH_TWO_PI 6.283185307179586
+
+/* One row of the table. */
+typedef struct setting {
+  int32_t R, K, N, G;
+} setting;
+
+static const setting SETTINGS[] = {{288, 8, 4, 32}, {320, 8, 8, 64}, {384, 8, 16, 128},
+                                   {512, 8, 32, 256}};
+static const double SIGMAS[] = {0.7, 1.0, 1.4, 2.0};
+#define NUM_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
+#define NUM_SIGMAS (sizeof SIGMAS / sizeof SIGMAS[0])
+
+/* ---- random loads ---- */
+
+/* splitmix64: a small deterministic generator. */
+static uint64_t next_u64(uint64_t *st) {
+  uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* A uniform number in (0, 1). */
+static double uniform(uint64_t *st) {
+  return ((double)(next_u64(st) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+/* Integer lognormal counts with the given sigma, every layer drawn afresh. */
+static eplb_loads *lognormal_loads(int32_t L, int32_t E, double sigma, uint64_t seed) {
+  eplb_loads *x = NULL;
+  if (eplb_loads_create(L, E, &x))
+    return NULL;
+  uint64_t st = seed;
+  for (size_t i = 0; i < (size_t)L * (size_t)E; i++) {
+    double z = sqrt(-2 * log(uniform(&st))) * cos(BENCH_TWO_PI * uniform(&st));
+    double v = floor(MEAN_COUNT * exp(sigma * z - sigma * sigma / 2));
+    x->load[i] = v;
+    x->count[i] = (int64_t)v;
+  }
+  return x;
+}
+
+/* ---- measures ---- */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Accumulated figures of one policy on one setting. */
+typedef struct tally {
+  double sum_ratio, worst, seconds;
+  int64_t layers, plans, moves, failed;
+} tally;
+
+/* Adds max/LB of every layer of p. */
+static void add_ratios(tally *t, const eplb_loads *x, const eplb_placement *p) {
+  double *dev = malloc((size_t)p->num_gpus * sizeof *dev);
+  for (int32_t l = 0; dev && l < x->num_layers; l++) {
+    double lb = 0, mx = 0;
+    eplb_device_loads(x, p, l, dev);
+    eplb_lower_bound(x, l, p->num_slots, p->num_gpus, &lb);
+    for (int32_t d = 0; d < p->num_gpus; d++)
+      mx = dev[d] > mx ? dev[d] : mx;
+    double r = lb > 0 ? mx / lb : 1;
+    t->sum_ratio += r;
+    t->worst = r > t->worst ? r : t->worst;
+    t->layers++;
+  }
+  free(dev);
+}
+
+/* Weights that move from placement a to b: per layer and device, b's experts absent on a's. */
+static int64_t count_moves(const eplb_placement *a, const eplb_placement *b) {
+  int32_t S = a->num_slots / a->num_gpus;
+  int64_t moves = 0;
+  for (int32_t l = 0; l < a->num_layers; l++)
+    for (int32_t d = 0; d < a->num_gpus; d++)
+      for (int32_t i = 0; i < S; i++) {
+        int32_t e = b->phy2log[(size_t)l * b->num_slots + d * S + i], found = 0;
+        for (int32_t j = 0; j < S && !found; j++)
+          found = a->phy2log[(size_t)l * a->num_slots + d * S + j] == e;
+        moves += !found;
+      }
+  return moves;
+}
+
+/* Plans every workload with one parameter set and tallies quality, moves and time. */
+static void run_policy(eplb_loads **wl, int nw, const eplb_params *pr, tally *t) {
+  memset(t, 0, sizeof *t);
+  eplb_placement *prev = NULL;
+  for (int i = 0; i < nw; i++) {
+    eplb_placement *p = NULL;
+    double t0 = now_s();
+    int rc = eplb_plan(wl[i], pr, &p);
+    t->seconds += now_s() - t0;
+    if (rc) {
+      t->failed++;
+      continue;
+    }
+    t->plans++;
+    add_ratios(t, wl[i], p);
+    if (prev)
+      t->moves += count_moves(prev, p);
+    eplb_placement_free(prev);
+    prev = p;
+  }
+  eplb_placement_free(prev);
+}
+
+/* Prints one table line. */
+static void print_tally(const char *name, const tally *t, const tally *base) {
+  if (!t->plans) {
+    printf("  %-20s  (fails: %s)\n", name, eplb_last_error());
+    return;
+  }
+  double mean = t->sum_ratio / (double)t->layers, ms = 1e3 * t->seconds / (double)t->plans;
+  printf("  %-20s  max/LB mean %.4f worst %.4f  moves/plan %8.1f  %8.2f ms/plan", name, mean,
+         t->worst, t->plans > 1 ? (double)t->moves / (double)(t->plans - 1) : 0.0, ms);
+  if (base && base->plans && base != t)
+    printf("  (x%.3f max/LB, x%.2f time vs deepseek)", mean / (base->sum_ratio / base->layers),
+           ms / (1e3 * base->seconds / (double)base->plans));
+  printf("\n");
+}
+
+/* ---- main ---- */
+
+int main(int argc, char **argv) {
+  int nw = argc > 1 ? atoi(argv[1]) : DEFAULT_WORKLOADS;
+  if (nw < 1)
+    nw = DEFAULT_WORKLOADS;
+  eplb_loads **wl = calloc((size_t)nw, sizeof *wl);
+  for (int i = 0; i < nw; i++)
+    wl[i] = lognormal_loads(BENCH_LAYERS, BENCH_EXPERTS, SIGMAS[i % NUM_SIGMAS], 1000u + i);
+  printf("bench_quality: %d synthetic workloads (sigma %.1f-%.1f), %d layers x %d experts, %d "
+         "groups; time_budget_ms 0 (deterministic)\n",
+         nw, SIGMAS[0], SIGMAS[NUM_SIGMAS - 1], BENCH_LAYERS, BENCH_EXPERTS, BENCH_GROUPS);
+  static const struct {
+    const char *name;
+    eplb_policy pol;
+    eplb_hierarchy h;
+  } POLICIES[] = {{"deepseek", EPLB_POLICY_DEEPSEEK, EPLB_HIER_AUTO},
+                  {"balanced strict", EPLB_POLICY_BALANCED, EPLB_HIER_STRICT},
+                  {"balanced soft", EPLB_POLICY_BALANCED, EPLB_HIER_SOFT},
+                  {"balanced none", EPLB_POLICY_BALANCED, EPLB_HIER_NONE}};
+  for (size_t s = 0; s < NUM_SETTINGS; s++) {
+    const setting *st = &SETTINGS[s];
+    printf("R %d, K %d, N %d, G %d (%d slots/device)\n", st->R, st->K, st->N, st->G,
+           st->R / st->G);
+    tally base;
+    for (size_t k = 0; k < sizeof POLICIES / sizeof POLICIES[0]; k++) {
+      eplb_params pr;
+      eplb_params_init(&pr);
+      pr.num_replicas = st->R;
+      pr.num_groups = st->K;
+      pr.num_nodes = st->N;
+      pr.num_gpus = st->G;
+      pr.policy = POLICIES[k].pol;
+      pr.hierarchy = POLICIES[k].h;
+      pr.time_budget_ms = 0;
+      tally t;
+      run_policy(wl, nw, &pr, &t);
+      if (k == 0)
+        base = t;
+      print_tally(POLICIES[k].name, &t, &base);
+    }
+  }
+  printf("goals sweep, balanced none (worst max/LB over 8 layers per cell):\n");
+  for (size_t s = 0; s < NUM_SETTINGS; s++) {
+    const setting *st = &SETTINGS[s];
+    printf("  R %3d G %3d (%d/device):", st->R, st->G, st->R / st->G);
+    for (int32_t E = 64; E <= 256; E *= 2)
+      for (size_t g = 0; g < NUM_SIGMAS; g++) {
+        eplb_loads *x = lognormal_loads(8, E, SIGMAS[g], 77u + (uint64_t)E + g);
+        eplb_params pr;
+        eplb_params_init(&pr);
+        pr.num_replicas = st->R;
+        pr.num_groups = 1;
+        pr.num_nodes = 1;
+        pr.num_gpus = st->G;
+        pr.policy = EPLB_POLICY_BALANCED;
+        pr.hierarchy = EPLB_HIER_NONE;
+        pr.time_budget_ms = 0;
+        eplb_placement *p = NULL;
+        tally t = {0};
+        if (x && eplb_plan(x, &pr, &p) == 0)
+          add_ratios(&t, x, p);
+        printf(" E%d/s%.1f %.4f", E, SIGMAS[g], t.layers ? t.worst : NAN);
+        eplb_placement_free(p);
+        eplb_loads_free(x);
+      }
+    printf("\n");
+  }
+  for (int i = 0; i < nw; i++)
+    eplb_loads_free(wl[i]);
+  free(wl);
+  return 0;
+}

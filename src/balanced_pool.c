@@ -1,0 +1,502 @@
+/* balanced_pool.c - the engine of the balanced policy: one pool of identical devices and the
+ * experts that live on it. It chooses replica counts and places every replica, never two of one
+ * expert on a device, so that the largest device load is as small as it can find:
+ *   1. counts by the exact min-max greedy (the lower bound's own counts);
+ *   2. largest-first packing: each replica to the lightest device with room that lacks it;
+ *   3. swap search: exchange a replica of the busiest device with a smaller one elsewhere while
+ *      that lowers the pair's maximum;
+ *   4. count rounds: one replica moves from the expert that loses least to the largest expert of
+ *      the busiest device, then 2-3 again; kept when the maximum drops.
+ * Everything is deterministic (ties go to the lower index); the only clock is an optional
+ * deadline that cuts step 4 short. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "quality_int.h"
+
+/* Swap-search steps per replica of the pool (a deterministic cap; the search usually stops far
+ * earlier, when no swap helps). */
+#define SWAP_STEPS_PER_SLOT 4
+/* Relative margin under which two loads count as equal. */
+#define REL_EPS 1e-12
+/* A swap must lower the busiest load by at least this share of it (smaller gains are noise
+ * next to STOP_TOL and only cost time). */
+#define MIN_GAIN 1e-5
+/* The search stops once the busiest device is within this share of the pool's lower bound. */
+#define STOP_TOL 5e-4
+/* Count rounds: experts of the busiest device tried as gainers, cheapest donors tried for each. */
+#define GAIN_TRIES 2
+#define DONOR_TRIES 8
+
+/* ---- state ---- */
+
+typedef struct item {
+  double size;   /* load of one replica */
+  int32_t e;     /* pool-local expert */
+  int32_t anch;  /* 1 for the replica that must stay in the expert's home block */
+} item;
+
+typedef struct pstate {
+  const eplb__pool *pl;
+  int32_t n, G, S, P;
+  int32_t *cnt;         /* [n] replica counts */
+  double *size;         /* [n] w / cnt */
+  int32_t *slot;        /* [P] expert in each slot, -1 when empty */
+  unsigned char *anch;  /* [P] the slot holds its expert's anchored replica */
+  int32_t *fill;        /* [G] used slots */
+  double *load;         /* [G] */
+  unsigned char *has;   /* [G*n] device holds the expert */
+  int32_t *pending;     /* [blocks] anchored replicas still to place */
+  int32_t *freeb;       /* [blocks] free slots */
+  item *items;          /* [P] */
+  item *order;          /* [G] devices by load */
+} pstate;
+
+double eplb__now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Releases the state's arrays. */
+static void state_free(pstate *s) {
+  free(s->cnt);
+  free(s->size);
+  free(s->slot);
+  free(s->anch);
+  free(s->fill);
+  free(s->load);
+  free(s->has);
+  free(s->pending);
+  free(s->freeb);
+  free(s->items);
+  free(s->order);
+}
+
+/* Allocates the state's arrays for a pool. @return 0 or EPLB_ENOMEM. */
+static int state_init(pstate *s, const eplb__pool *pl) {
+  memset(s, 0, sizeof *s);
+  s->pl = pl;
+  s->n = pl->n;
+  s->G = pl->ndev;
+  s->S = pl->slots;
+  s->P = pl->ndev * pl->slots;
+  size_t nb = pl->home ? (size_t)(pl->ndev / pl->block_size) : 1;
+  s->cnt = eplb__calloc((size_t)s->n, sizeof *s->cnt);
+  s->size = eplb__calloc((size_t)s->n, sizeof *s->size);
+  s->slot = eplb__calloc((size_t)s->P, sizeof *s->slot);
+  s->anch = eplb__calloc((size_t)s->P, 1);
+  s->fill = eplb__calloc((size_t)s->G, sizeof *s->fill);
+  s->load = eplb__calloc((size_t)s->G, sizeof *s->load);
+  s->has = eplb__calloc((size_t)s->G * (size_t)s->n, 1);
+  s->pending = eplb__calloc(nb, sizeof *s->pending);
+  s->freeb = eplb__calloc(nb, sizeof *s->freeb);
+  s->items = eplb__calloc((size_t)s->P, sizeof *s->items);
+  s->order = eplb__calloc((size_t)s->G, sizeof *s->order);
+  if (!s->order || !s->cnt || !s->size || !s->slot || !s->anch || !s->fill || !s->load || !s->has ||
+      !s->pending || !s->freeb || !s->items) {
+    state_free(s);
+    return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+  }
+  return 0;
+}
+
+/* The block of device d (0 when the pool has no locality rule). */
+static int32_t block_of(const pstate *s, int32_t d) {
+  return s->pl->home ? d / s->pl->block_size : 0;
+}
+
+/* ---- packing ---- */
+
+/* Orders items by size, largest first; equal sizes by expert, the anchored replica first. */
+static int item_cmp(const void *pa, const void *pb) {
+  const item *a = pa, *b = pb;
+  if (a->size != b->size)
+    return a->size > b->size ? -1 : 1;
+  if (a->e != b->e)
+    return a->e < b->e ? -1 : 1;
+  return b->anch - a->anch;
+}
+
+/* Puts a replica of expert e into device d. */
+static void put(pstate *s, int32_t d, int32_t e, int anch) {
+  int32_t k = d * s->S + s->fill[d]++;
+  s->slot[k] = e;
+  s->anch[k] = (unsigned char)anch;
+  s->load[d] += s->size[e];
+  s->has[(size_t)d * s->n + e] = 1;
+  int32_t b = block_of(s, d);
+  s->freeb[b]--;
+  if (anch)
+    s->pending[b]--;
+}
+
+/* Whether a non-anchored replica may take a free slot of device d without eating a slot that
+ * an anchored replica of d's block still needs. */
+static int room_for_free(const pstate *s, int32_t d) {
+  int32_t b = block_of(s, d);
+  return s->freeb[b] > s->pending[b];
+}
+
+/* Whether device d may hold the (anchored or free) replica of expert e. */
+static int allowed(const pstate *s, int32_t d, int32_t e, int anch) {
+  if (!s->pl->home || !anch)
+    return 1;
+  return block_of(s, d) == s->pl->home[e];
+}
+
+/* Makes room for a replica of e that no device with room can take: moves another expert f from
+ * a full device a (which lacks e) to a device b with room (which lacks f), then e goes to a.
+ * @return 0, or EPLB_EPARAM when no such exchange exists. */
+static int repair(pstate *s, int32_t e, int anch) {
+  for (int32_t a = 0; a < s->G; a++) {
+    if (s->fill[a] < s->S || s->has[(size_t)a * s->n + e] || !allowed(s, a, e, anch))
+      continue;
+    for (int32_t b = 0; b < s->G; b++) {
+      if (b == a || s->fill[b] == s->S)
+        continue;
+      int32_t bb = block_of(s, b);
+      int relief = anch && s->pl->home && s->pl->home[e] == bb;
+      if (s->freeb[bb] - 1 < s->pending[bb] - relief)
+        continue;
+      for (int32_t k = a * s->S; k < (a + 1) * s->S; k++) {
+        int32_t f = s->slot[k];
+        if (s->has[(size_t)b * s->n + f] || !allowed(s, b, f, s->anch[k]))
+          continue;
+        /* Take f out of a, put it into b, put e into a's freed slot. */
+        int fa = s->anch[k];
+        s->load[a] -= s->size[f];
+        s->has[(size_t)a * s->n + f] = 0;
+        int32_t kb = b * s->S + s->fill[b]++;
+        s->slot[kb] = f;
+        s->anch[kb] = (unsigned char)fa;
+        s->load[b] += s->size[f];
+        s->has[(size_t)b * s->n + f] = 1;
+        s->freeb[bb]--;
+        s->slot[k] = e;
+        s->anch[k] = (unsigned char)anch;
+        s->load[a] += s->size[e];
+        s->has[(size_t)a * s->n + e] = 1;
+        if (anch)
+          s->pending[block_of(s, a)]--;
+        return 0;
+      }
+    }
+  }
+  return eplb__err(EPLB_EPARAM, "plan balanced: cannot place every replica without duplicates");
+}
+
+/* Places items[0..m) in their order, each to the lightest allowed device with room that does
+ * not hold its expert yet (repairing when none can). @return 0 or EPLB_EPARAM. */
+static int place_items(pstate *s, const item *items, int32_t m) {
+  for (int32_t i = 0; i < m; i++) {
+    int32_t e = items[i].e, anch = items[i].anch, best = -1;
+    for (int32_t d = 0; d < s->G; d++) {
+      if (s->fill[d] == s->S || s->has[(size_t)d * s->n + e] || !allowed(s, d, e, anch))
+        continue;
+      if (!anch && !room_for_free(s, d))
+        continue;
+      if (best < 0 || s->load[d] < s->load[best])
+        best = d;
+    }
+    if (best >= 0) {
+      put(s, best, e, anch);
+      continue;
+    }
+    int rc = repair(s, e, anch);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* Packs the replicas given by s->cnt from scratch, largest first. @return 0 or EPLB_EPARAM. */
+static int pack(pstate *s) {
+  int32_t nb = s->pl->home ? s->G / s->pl->block_size : 1;
+  memset(s->fill, 0, (size_t)s->G * sizeof *s->fill);
+  memset(s->load, 0, (size_t)s->G * sizeof *s->load);
+  memset(s->has, 0, (size_t)s->G * (size_t)s->n);
+  memset(s->pending, 0, (size_t)nb * sizeof *s->pending);
+  for (int32_t b = 0; b < nb; b++)
+    s->freeb[b] = (s->G / nb) * s->S;
+  int32_t m = 0;
+  for (int32_t e = 0; e < s->n; e++) {
+    s->size[e] = s->pl->w[e] / (double)s->cnt[e];
+    for (int32_t r = 0; r < s->cnt[e]; r++) {
+      s->items[m].size = s->size[e];
+      s->items[m].e = e;
+      s->items[m].anch = s->pl->home && r == 0;
+      m++;
+    }
+    if (s->pl->home)
+      s->pending[s->pl->home[e]]++;
+  }
+  qsort(s->items, (size_t)m, sizeof *s->items, item_cmp);
+  return place_items(s, s->items, m);
+}
+
+/* ---- swap search ---- */
+
+/* The busiest device (lowest index on ties). */
+static int32_t busiest(const pstate *s) {
+  int32_t a = 0;
+  for (int32_t d = 1; d < s->G; d++)
+    if (s->load[d] > s->load[a])
+      a = d;
+  return a;
+}
+
+/* Whether the replica in slot k may move to device d (locality of an anchored replica). */
+static int may_move(const pstate *s, int32_t k, int32_t d) {
+  return allowed(s, d, s->slot[k], s->anch[k]);
+}
+
+/* Orders devices by load, lightest first, then by index. */
+static int dev_cmp(const void *pa, const void *pb) {
+  const item *a = pa, *b = pb;
+  if (a->size != b->size)
+    return a->size < b->size ? -1 : 1;
+  return a->e - b->e;
+}
+
+/* Repeatedly exchanges a replica of the busiest device with a smaller replica of another device,
+ * choosing the exchange that leaves the pair's larger load smallest, while that is below the
+ * busiest load and the busiest load is above `stop`. Devices are scanned lightest first: a pair
+ * can do no better than its mean, so the scan ends once that mean reaches the best found. */
+static void swap_search(pstate *s, double stop) {
+  int64_t steps = (int64_t)SWAP_STEPS_PER_SLOT * s->P;
+  item *order = s->order;
+  for (int64_t it = 0; it < steps; it++) {
+    for (int32_t d = 0; d < s->G; d++) {
+      order[d].size = s->load[d];
+      order[d].e = d;
+    }
+    qsort(order, (size_t)s->G, sizeof *order, dev_cmp);
+    int32_t a = order[s->G - 1].e;
+    for (int32_t d = s->G - 2; d >= 0 && order[d].size == s->load[a]; d--)
+      a = order[d].e; /* the lowest index among the busiest */
+    double la = s->load[a], best = la - MIN_GAIN * la;
+    if (la <= stop)
+      return;
+    int32_t bk = -1, bj = -1;
+    for (int32_t o = 0; o < s->G; o++) {
+      int32_t b = order[o].e;
+      double lb = s->load[b];
+      if ((la + lb) / 2 >= best)
+        break;
+      if (b == a)
+        continue;
+      for (int32_t k = a * s->S; k < (a + 1) * s->S; k++) {
+        int32_t ea = s->slot[k];
+        double sa = s->size[ea];
+        if (s->has[(size_t)b * s->n + ea] || !may_move(s, k, b))
+          continue;
+        for (int32_t j = b * s->S; j < (b + 1) * s->S; j++) {
+          int32_t eb = s->slot[j];
+          double sb = s->size[eb];
+          if (sb >= sa || s->has[(size_t)a * s->n + eb] || !may_move(s, j, a))
+            continue;
+          double na = la - sa + sb, nbl = lb + sa - sb;
+          double m = na > nbl ? na : nbl;
+          if (m < best) {
+            best = m;
+            bk = k;
+            bj = j;
+          }
+        }
+      }
+    }
+    if (bk < 0)
+      return;
+    int32_t b = bj / s->S, ea = s->slot[bk], eb = s->slot[bj];
+    unsigned char aa = s->anch[bk];
+    s->slot[bk] = eb;
+    s->anch[bk] = s->anch[bj];
+    s->slot[bj] = ea;
+    s->anch[bj] = aa;
+    s->has[(size_t)a * s->n + ea] = 0;
+    s->has[(size_t)a * s->n + eb] = 1;
+    s->has[(size_t)b * s->n + eb] = 0;
+    s->has[(size_t)b * s->n + ea] = 1;
+    s->load[a] += s->size[eb] - s->size[ea];
+    s->load[b] += s->size[ea] - s->size[eb];
+  }
+}
+
+/* ---- count rounds ---- */
+
+/* Copies the placement part of a state (the arrays that a count round changes). */
+static void copy_state(pstate *dst, const pstate *src) {
+  size_t n = (size_t)src->n, G = (size_t)src->G, P = (size_t)src->P;
+  size_t nb = src->pl->home ? G / (size_t)src->pl->block_size : 1;
+  memcpy(dst->cnt, src->cnt, n * sizeof *dst->cnt);
+  memcpy(dst->size, src->size, n * sizeof *dst->size);
+  memcpy(dst->slot, src->slot, P * sizeof *dst->slot);
+  memcpy(dst->anch, src->anch, P);
+  memcpy(dst->fill, src->fill, G * sizeof *dst->fill);
+  memcpy(dst->load, src->load, G * sizeof *dst->load);
+  memcpy(dst->has, src->has, G * n);
+  memcpy(dst->pending, src->pending, nb * sizeof *dst->pending);
+  memcpy(dst->freeb, src->freeb, nb * sizeof *dst->freeb);
+}
+
+/* Takes every replica of expert e off its device, keeping each device's used slots first. */
+static void remove_expert(pstate *s, int32_t e) {
+  for (int32_t d = 0; d < s->G; d++) {
+    if (!s->has[(size_t)d * s->n + e])
+      continue;
+    for (int32_t k = d * s->S; k < d * s->S + s->fill[d]; k++) {
+      if (s->slot[k] != e)
+        continue;
+      int32_t last = d * s->S + s->fill[d] - 1, b = block_of(s, d);
+      if (s->anch[k])
+        s->pending[b]++;
+      s->slot[k] = s->slot[last];
+      s->anch[k] = s->anch[last];
+      s->slot[last] = -1;
+      s->anch[last] = 0;
+      s->fill[d]--;
+      s->freeb[b]++;
+      s->load[d] -= s->size[e];
+      s->has[(size_t)d * s->n + e] = 0;
+      break;
+    }
+  }
+}
+
+/* Moves one replica from expert `donor` to expert `gain`: both experts' replicas are taken off
+ * and put back largest first into the freed slots. @return 0 or EPLB_EPARAM. */
+static int shift_replica(pstate *s, int32_t gain, int32_t donor) {
+  remove_expert(s, gain);
+  remove_expert(s, donor);
+  s->cnt[gain]++;
+  s->cnt[donor]--;
+  s->size[gain] = s->pl->w[gain] / (double)s->cnt[gain];
+  s->size[donor] = s->pl->w[donor] / (double)s->cnt[donor];
+  int32_t m = 0;
+  int32_t ex[2] = {gain, donor};
+  for (int i = 0; i < 2; i++)
+    for (int32_t r = 0; r < s->cnt[ex[i]]; r++) {
+      s->items[m].size = s->size[ex[i]];
+      s->items[m].e = ex[i];
+      s->items[m].anch = s->pl->home && r == 0;
+      m++;
+    }
+  qsort(s->items, (size_t)m, sizeof *s->items, item_cmp);
+  return place_items(s, s->items, m);
+}
+
+/* Orders donor candidates by the item they would be left with (smaller first), then by id. */
+static int donor_cmp(const void *pa, const void *pb) {
+  const item *a = pa, *b = pb;
+  if (a->size != b->size)
+    return a->size < b->size ? -1 : 1;
+  return a->e - b->e;
+}
+
+/* Lists in s->items up to `max` experts with two or more replicas whose item after giving one
+ * up, w/(cnt-1), stays below `limit`, cheapest first. @return how many. */
+static int32_t list_donors(pstate *s, double limit, int32_t max) {
+  int32_t m = 0;
+  for (int32_t e = 0; e < s->n; e++) {
+    if (s->cnt[e] < 2)
+      continue;
+    double v = s->pl->w[e] / (double)(s->cnt[e] - 1);
+    if (v < limit) {
+      s->items[m].size = v;
+      s->items[m].e = e;
+      s->items[m].anch = 0;
+      m++;
+    }
+  }
+  qsort(s->items, (size_t)m, sizeof *s->items, donor_cmp);
+  return m < max ? m : max;
+}
+
+/* Runs count rounds on a packed and searched state until the busiest device is within STOP_TOL
+ * of the bound, no shift helps, the round cap or the deadline. @return 0 or an error. */
+static int count_rounds(pstate *s, pstate *save, double stop) {
+  int32_t tries = 0;
+  int32_t *donors = eplb__calloc((size_t)DONOR_TRIES, sizeof *donors);
+  if (!donors)
+    return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+  int rc = 0;
+  while (tries < s->pl->max_rounds) {
+    int32_t a = busiest(s);
+    double M = s->load[a];
+    if (M <= stop || (s->pl->deadline > 0 && eplb__now() > s->pl->deadline))
+      break;
+    int32_t nd = list_donors(s, M, DONOR_TRIES);
+    for (int32_t i = 0; i < nd; i++)
+      donors[i] = s->items[i].e;
+    /* Gainers: the busiest device's experts that may get another replica, largest item first. */
+    int32_t gains[GAIN_TRIES], ng = 0;
+    for (; ng < GAIN_TRIES; ng++) {
+      int32_t g = -1;
+      for (int32_t k = a * s->S; k < a * s->S + s->fill[a]; k++) {
+        int32_t e = s->slot[k], dup = 0;
+        for (int32_t j = 0; j < ng; j++)
+          dup |= gains[j] == e;
+        if (dup || s->cnt[e] >= s->G)
+          continue;
+        if (g < 0 || s->size[e] > s->size[g] || (s->size[e] == s->size[g] && e < g))
+          g = e;
+      }
+      if (g < 0)
+        break;
+      gains[ng] = g;
+    }
+    int improved = 0;
+    for (int32_t gi = 0; gi < ng && !improved && tries < s->pl->max_rounds; gi++)
+      for (int32_t di = 0; di < nd && !improved && tries < s->pl->max_rounds; di++) {
+        if (donors[di] == gains[gi])
+          continue;
+        copy_state(save, s);
+        tries++;
+        rc = shift_replica(s, gains[gi], donors[di]);
+        if (!rc) {
+          swap_search(s, stop);
+          improved = s->load[busiest(s)] < M * (1 - REL_EPS);
+        }
+        if (!improved)
+          copy_state(s, save);
+        rc = 0;
+      }
+    if (!improved)
+      break;
+  }
+  free(donors);
+  return rc;
+}
+
+int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_load) {
+  if (pl->n < pl->slots || pl->n > pl->ndev * pl->slots)
+    return eplb__err(EPLB_EPARAM, "plan balanced: %d experts cannot fill %d devices of %d slots "
+                                  "without duplicates",
+                     pl->n, pl->ndev, pl->slots);
+  pstate s, save;
+  int rc = state_init(&s, pl);
+  if (rc)
+    return rc;
+  rc = state_init(&save, pl);
+  if (rc) {
+    state_free(&s);
+    return rc;
+  }
+  double stop = eplb__pool_bound(pl->w, s.n, s.P, s.G) * (1 + STOP_TOL);
+  eplb__min_max_share(pl->w, s.n, s.P, s.G, s.cnt);
+  rc = pack(&s);
+  if (!rc) {
+    swap_search(&s, stop);
+    rc = count_rounds(&s, &save, stop);
+  }
+  if (!rc) {
+    memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
+    *max_load = s.load[busiest(&s)];
+  }
+  state_free(&s);
+  state_free(&save);
+  return rc;
+}

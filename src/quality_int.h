@@ -1,0 +1,48 @@
+/* quality_int.h - internals of the balanced policy, the lower bound and the reports (not
+ * installed). Names carry the internal prefix eplb__. */
+#ifndef EPLB_QUALITY_INT_H
+#define EPLB_QUALITY_INT_H
+
+#include <stdint.h>
+
+#include "eplb_int.h"
+
+/* ---- lower bound (quality.c) ---- */
+
+/* The smallest possible largest item when n experts of loads w[] get replica counts d_e with
+ * 1 <= d_e <= cap and sum d_e <= slots: the greedy that keeps giving one more replica to the
+ * expert with the largest w_e / d_e is exact. When cnt is not NULL it receives the counts, which
+ * then sum to exactly `slots` (every slot used; slots <= n * cap is required). */
+double eplb__min_max_share(const double *w, int32_t n, int32_t slots, int32_t cap, int32_t *cnt);
+
+/* The lower bound of one pool: max(sum w / ndev, eplb__min_max_share(w, n, slots, ndev)). */
+double eplb__pool_bound(const double *w, int32_t n, int32_t slots, int32_t ndev);
+
+/* ---- one pool of devices (balanced_pool.c) ---- */
+
+/* A pool: n experts to place on ndev identical devices of `slots` slots each, every slot used,
+ * never two replicas of one expert on a device. */
+typedef struct eplb__pool {
+  int32_t n;            /* experts, slots <= n <= ndev * slots */
+  const double *w;      /* [n] their loads */
+  int32_t ndev;         /* devices */
+  int32_t slots;        /* slots per device */
+  const int32_t *home;  /* [n] soft locality: block (devices home*block_size..) that must hold
+                           one replica of the expert; NULL when there is no such rule */
+  int32_t block_size;   /* devices per block when home is set */
+  int32_t max_rounds;   /* replica-count refinement rounds (deterministic cap) */
+  double deadline;      /* monotonic seconds after which refinement stops; 0: never */
+} eplb__pool;
+
+/* Chooses replica counts and places the replicas of a pool to minimise the largest device load:
+ * greedy counts, largest-first packing, swap search from the busiest device, then rounds that
+ * move one replica from the expert that loses least to the busiest device's largest expert.
+ * Writes the pool-local expert of each slot to slot_expert[ndev*slots] (device d owns slots
+ * d*slots..) and the largest device load to *max_load. @return 0, EPLB_ENOMEM, EPLB_EPARAM
+ * (the pool cannot be filled without duplicates). */
+int eplb__pool_solve(const eplb__pool *pool, int32_t *slot_expert, double *max_load);
+
+/* Seconds from a monotonic clock. */
+double eplb__now(void);
+
+#endif /* EPLB_QUALITY_INT_H */
