@@ -96,7 +96,7 @@ static int get_int(const json_t *obj, const char *key, int64_t min, int64_t max,
 
 /* Checks a map document's shape and reports L, G and S (slots per device). */
 static int map_shape(json_t *root, const char *path, int32_t *L, int32_t *G, int32_t *S) {
-  int64_t count, g = -1, s = -1;
+  int64_t count = 0, g = -1, s = -1;
   if (!json_is_object(root))
     return eplb__err(EPLB_EFORMAT, "%s: expected a JSON object with \"moe_layer_count\" and "
                                    "\"layer_list\"",
@@ -118,7 +118,7 @@ static int map_shape(json_t *root, const char *path, int32_t *L, int32_t *G, int
     snprintf(where, sizeof where, "layer_list[%zu]", l);
     if (!json_is_object(layer))
       return eplb__err(EPLB_EFORMAT, "%s: %s: not an object", path, where);
-    int64_t dc;
+    int64_t dc = 0;
     if ((rc = get_int(layer, "device_count", 1, INT32_MAX, &dc, path, where)))
       return rc;
     if (g >= 0 && dc != g)
@@ -141,7 +141,7 @@ static int map_shape(json_t *root, const char *path, int32_t *L, int32_t *G, int
       snprintf(dwhere, sizeof dwhere, "%s.device_list[%zu]", where, d);
       if (!json_is_object(dev))
         return eplb__err(EPLB_EFORMAT, "%s: %s: not an object", path, dwhere);
-      int64_t id;
+      int64_t id = 0;
       if ((rc = get_int(dev, "device_id", 0, INT32_MAX, &id, path, dwhere)))
         return rc;
       if (id != (int64_t)d)
@@ -182,7 +182,7 @@ static int map_fill(json_t *root, const char *path, int64_t num_experts, eplb_pl
   json_array_foreach(list, l, layer) {
     char where[128];
     snprintf(where, sizeof where, "layer_list[%zu]", l);
-    int64_t id;
+    int64_t id = 0;
     int rc = get_int(layer, "layer_id", 0, INT64_MAX, &id, path, where);
     if (rc)
       return rc;
