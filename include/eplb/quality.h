@@ -51,6 +51,78 @@ extern "C" {
 EPLB_API int eplb_lower_bound(const eplb_loads *loads, int32_t layer, int32_t num_slots,
                               int32_t num_gpus, double *out);
 
+
+/* ---- measuring maps ---- */
+
+/* Fills dev_load[0..G-1] with the load of each device of `p`'s layer index `layer` under row
+ * index `row` of `loads`, every replica carrying an equal share of its expert's load. Unlike
+ * eplb_device_loads the expert counts may differ: experts of `p` beyond the loads carry nothing.
+ * @return 0 or EPLB_EINVAL. */
+EPLB_API int eplb_map_device_loads(const eplb_loads *loads, int32_t row, const eplb_placement *p,
+                                   int32_t layer, double *dev_load);
+
+/* Expert weights that move when layer index `layer` goes from `old` to `p`: the sum over devices
+ * of the distinct experts p puts on a device that old's same device does not hold. Both need the
+ * same number of devices (slots per device may differ). 0 when p equals old.
+ * @return the count (>= 0) or EPLB_EINVAL. */
+EPLB_API int64_t eplb_placement_moves(const eplb_placement *old, const eplb_placement *p,
+                                      int32_t layer);
+
+/* ---- reports ---- */
+
+/* The measures of one layer of a map against loads (and the overall line, see below). */
+typedef struct eplb_layer_report {
+  int64_t layer_id;      /* the map's layer id; -1 in the overall line */
+  double total;          /* the layer's total load */
+  double mean_load;      /* total / G */
+  double max_load;       /* load of the busiest device */
+  double lower_bound;    /* LB above (for the map's R and G) */
+  double balancedness;   /* mean / max, 1 = perfect (1 when max is 0) */
+  double max_over_lb;    /* max / LB (1 when LB is 0) */
+  double imbalance;      /* (max - mean) / mean (0 when mean is 0) */
+  int64_t duplicates;    /* extra replicas of an expert on a device it already holds */
+  int32_t missing;       /* experts of the loads with no replica in the map */
+  int64_t moves;         /* eplb_placement_moves against the old map; -1 without one */
+  double off_node_share; /* load served off its group's home node / total served (see below) */
+} eplb_layer_report;
+
+/* A report: one line per layer of the map, in the map's order, and an overall line. Overall,
+ * loads are summed over layers (a step runs the layers in turn, so its time follows the sum of
+ * the busiest devices): balancedness = sum mean / sum max, max_over_lb = sum max / sum LB,
+ * imbalance = (sum max - sum mean) / sum mean; duplicates, missing and moves are summed, the
+ * off-node share is weighted by load. */
+typedef struct eplb_report {
+  int32_t num_layers;         /* lines in `layers` */
+  int32_t num_gpus;           /* G of the map */
+  int32_t num_slots;          /* R of the map */
+  eplb_layer_report *layers;  /* [num_layers] */
+  eplb_layer_report overall;
+} eplb_report;
+
+/* Measures `map` against `loads` (rows matched by layer id; every layer of the map must have
+ * loads) and, when `old` is not NULL, counts moves against it (same layers and devices).
+ * Off-node share: expert e is in group e / (E/K) (E: the loads' experts), device d on node
+ * d / (G/N); a group's home node is the node serving most of its load (the lowest on ties), and
+ * the share is the load its other nodes serve; 0 when K = N = 1. A replica carries load/logcnt.
+ * @return 0, EPLB_EINVAL (NULL, a map layer without loads, K not dividing the loads' E, N not dividing G,
+ *         old map of another shape), EPLB_ENOMEM. The caller frees *out with eplb_report_free. */
+EPLB_API int eplb_report_compute(const eplb_loads *loads, const eplb_placement *map,
+                                 const eplb_placement *old, int32_t num_groups, int32_t num_nodes,
+                                 eplb_report **out);
+/* Releases a report. NULL is a no-op. */
+EPLB_API void eplb_report_free(eplb_report *r);
+
+/* Writes an SVG picture of `map` against `loads` to `path`, atomically (the file is replaced
+ * only when complete; on failure it is left as it was):
+ *   - per layer, the device loads of the initial placement (`initial` when not NULL, else the
+ *     placement without redundancy that gives device d the experts d*E/G .. (d+1)*E/G-1) and of
+ *     the map side by side, on one scale per layer, with the mean and LB marked;
+ *   - a heat map of expert load across layers (load / layer mean, logarithmic colour scale).
+ * The result is well-formed XML (SVG 1.1). `initial` must have the map's devices and layers.
+ * @return 0, EPLB_EINVAL, EPLB_EIO, EPLB_ENOMEM. */
+EPLB_API int eplb_report_svg(const eplb_loads *loads, const eplb_placement *map,
+                             const eplb_placement *initial, const char *path);
+
 #ifdef __cplusplus
 }
 #endif
