@@ -445,6 +445,52 @@ static void test_zero_loads_first_expert(void **state) {
   eplb_loads_free(x);
 }
 
+/* ---- no-duplicate repair, worked by hand ---- */
+
+/* Plans one layer of `E` exact loads on G devices (global mode) and compares phy2log. */
+static void expect_phy2log(const int64_t *w, int32_t E, int32_t R, int32_t G, int dups,
+                           const int32_t *want) {
+  eplb_loads *x = make_loads(E);
+  for (int32_t e = 0; e < E; e++) {
+    x->count[e] = w[e];
+    x->load[e] = (double)w[e];
+  }
+  eplb_params pr = make_params(R, 1, 1, G, dups);
+  eplb_placement *p = NULL;
+  assert_int_equal(eplb_plan(x, &pr, &p), 0);
+  for (int32_t s = 0; s < R; s++)
+    if (p->phy2log[s] != want[s])
+      fail_msg("dups %d: slot %d holds expert %d, expected %d", dups, s, p->phy2log[s], want[s]);
+  eplb_placement_free(p);
+  eplb_loads_free(x);
+}
+
+/* Loads {1, 2, 1}, 2 devices of 2 slots: expert 1 gets the redundant replica; all four replicas
+ * weigh 1. Greedy: e0 -> d0, e1 -> d1, e2 -> d0 (tie, lowest index; d0 full), and the second e1
+ * can only go to d1, which holds e1: stuck. Repair: P = d0 (full, no e1), Q = d1; moving e0 or
+ * e2 both give max(2 - 1 + 1, 1 + 1) = 2, so the first (rank 0, e0) moves: d0 = {e1, e2},
+ * d1 = {e1, e0}. The reference keeps {0, 2 | 1, 1}. */
+static void test_repair_simple(void **state) {
+  (void)state;
+  const int64_t w[3] = {1, 2, 1};
+  const int32_t want_exact[4] = {0, 2, 1, 1}, want[4] = {1, 2, 1, 0};
+  expect_phy2log(w, 3, 4, 2, 1, want_exact);
+  expect_phy2log(w, 3, 4, 2, 0, want);
+}
+
+/* Loads {20, 10, 19, 11, 14}, 2 devices of 3 slots: expert 0 is split into 10 + 10. Order
+ * e2 19, e4 14, e3 11, e0 10, e1 10, e0 10: d0 = {e2, e0} (29), d1 = {e4, e3, e1} (35, full);
+ * the last e0 is stuck (only d0 has room). Swapping e4, e3 or e1 from d1 to d0 gives maxima
+ * max(31, 43) = 43, max(34, 40) = 40, max(35, 39) = 39: e1 moves, d0 = {e2, e0, e1},
+ * d1 = {e4, e3, e0}. The reference keeps {2, 0, 0 | 4, 3, 1}. */
+static void test_repair_minimises_max(void **state) {
+  (void)state;
+  const int64_t w[5] = {20, 10, 19, 11, 14};
+  const int32_t want_exact[6] = {2, 0, 0, 4, 3, 1}, want[6] = {2, 0, 1, 4, 3, 0};
+  expect_phy2log(w, 5, 6, 2, 1, want_exact);
+  expect_phy2log(w, 5, 6, 2, 0, want);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_golden_exact),
@@ -458,6 +504,8 @@ int main(void) {
       cmocka_unit_test(test_float32_int64_cast),
       cmocka_unit_test(test_float32_pack_sums),
       cmocka_unit_test(test_zero_loads_first_expert),
+      cmocka_unit_test(test_repair_simple),
+      cmocka_unit_test(test_repair_minimises_max),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
