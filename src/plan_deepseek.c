@@ -36,12 +36,6 @@
 
 /* ---- scratch ---- */
 
-/* A sort key: a float32 value and the index it belongs to. */
-typedef struct ds_item {
-  float v;
-  int32_t i;
-} ds_item;
-
 /* The shape of one plan, with the K and N actually used. */
 typedef struct ds_shape {
   int32_t E, P, K, N, G;
@@ -61,14 +55,14 @@ typedef struct ds_scratch {
   int32_t *grank;    /* [K] position of each group within its node */
   int32_t *mlog2log; /* [E] node-major position -> logical expert */
   float *x;          /* [En] loads of the node's experts, in node-local order */
-  float *val;        /* [En] x / cnt, the replication key */
   int32_t *cnt;      /* [En] replicas of each node-local expert */
   int32_t *ph;       /* [Pn] node-local expert of each replica */
   float *y;          /* [Pn] load of each replica */
   int32_t *pack;     /* [max(K, Pn)] pack of each item */
   int32_t *rank;     /* [max(K, Pn)] position of each item within its pack */
-  ds_item *order;    /* [max(K, Pn)] items sorted heaviest first */
-  int32_t *heap;     /* [max(En, N, Gn)] binary heap of indices */
+  uint64_t *order;   /* [max(K, Pn)] keys of the items, sorted heaviest first */
+  uint64_t *tmp;     /* [max(K, Pn)] merge buffer of the sort */
+  uint64_t *heap;    /* [max(En, N, Gn)] binary heap of keys */
   float *pload;      /* [max(N, Gn)] pack loads */
   int32_t *pcnt;     /* [max(N, Gn)] pack item counts */
   int32_t *stash;    /* [Gn] packs popped while looking for one without the expert */
@@ -86,13 +80,13 @@ static void scratch_free(ds_scratch *s) {
   free(s->grank);
   free(s->mlog2log);
   free(s->x);
-  free(s->val);
   free(s->cnt);
   free(s->ph);
   free(s->y);
   free(s->pack);
   free(s->rank);
   free(s->order);
+  free(s->tmp);
   free(s->heap);
   free(s->pload);
   free(s->pcnt);
@@ -119,13 +113,13 @@ static int scratch_alloc(ds_scratch *s, const ds_shape *sh) {
   s->grank = eplb__mallocn(K, sizeof *s->grank);
   s->mlog2log = eplb__mallocn(E, sizeof *s->mlog2log);
   s->x = eplb__mallocn(En, sizeof *s->x);
-  s->val = eplb__mallocn(En, sizeof *s->val);
   s->cnt = eplb__mallocn(En, sizeof *s->cnt);
   s->ph = eplb__mallocn(Pn, sizeof *s->ph);
   s->y = eplb__mallocn(Pn, sizeof *s->y);
   s->pack = eplb__mallocn(items, sizeof *s->pack);
   s->rank = eplb__mallocn(items, sizeof *s->rank);
   s->order = eplb__mallocn(items, sizeof *s->order);
+  s->tmp = eplb__mallocn(items, sizeof *s->tmp);
   s->heap = eplb__mallocn(packs > En ? packs : En, sizeof *s->heap);
   s->pload = eplb__mallocn(packs, sizeof *s->pload);
   s->pcnt = eplb__mallocn(packs, sizeof *s->pcnt);
@@ -134,7 +128,7 @@ static int scratch_alloc(ds_scratch *s, const ds_shape *sh) {
   s->dev_off = eplb__mallocn(En + 1, sizeof *s->dev_off);
   s->dev_num = eplb__mallocn(En, sizeof *s->dev_num);
   s->dev_list = eplb__mallocn(Pn, sizeof *s->dev_list);
-  if (!s->w || !s->gw || !s->gpack || !s->grank || !s->mlog2log || !s->x || !s->val || !s->cnt ||
+  if (!s->w || !s->gw || !s->gpack || !s->grank || !s->mlog2log || !s->x || !s->tmp || !s->cnt ||
       !s->ph || !s->y || !s->pack || !s->rank || !s->order || !s->heap || !s->pload ||
       !s->pcnt || !s->stash || !s->content || !s->dev_off || !s->dev_num || !s->dev_list) {
     scratch_free(s);
@@ -150,6 +144,8 @@ static int scratch_alloc(ds_scratch *s, const ds_shape *sh) {
  * double -> float32, with an explicit overflow to +inf instead of an out-of-range conversion. */
 static float load_to_float(const eplb_loads *loads, size_t i) {
   double d = loads->load[i];
+  if (d == 0)
+    return 0.0f; /* +0, also for -0 */
   if (loads->count && (double)loads->count[i] == d)
     return (float)loads->count[i];
   if (d >= DS_FLOAT_OVERFLOW)
@@ -157,55 +153,99 @@ static float load_to_float(const eplb_loads *loads, size_t i) {
   return (float)d;
 }
 
+/* ---- order keys ---- */
+
+/* An order key packs a float32 value and an index into one unsigned integer so that comparing
+ * keys compares (value, then index). The bits of a non-negative, non-NaN float32 (+0 included,
+ * -0 never occurs: loads are cast with it mapped to +0) are ordered like its value, and every
+ * value here is such a float: loads, quotients, sums. */
+#define DS_INDEX_BITS 32
+#define DS_INDEX_MASK 0xffffffffULL
+
+/* The bits of a float32. */
+static uint32_t float_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+/* The key ordering by value ascending, then index ascending. */
+static uint64_t key_up(float v, int32_t i) {
+  return (uint64_t)float_bits(v) << DS_INDEX_BITS | (uint32_t)i;
+}
+
+/* The key ordering by value descending, then index ascending. */
+static uint64_t key_down(float v, int32_t i) {
+  return (uint64_t)(uint32_t)~float_bits(v) << DS_INDEX_BITS | (uint32_t)i;
+}
+
+/* The index held by a key. */
+static int32_t key_index(uint64_t k) {
+  return (int32_t)(k & DS_INDEX_MASK);
+}
+
 /* ---- sorting ---- */
 
-/* qsort order of ds_item: value descending, then index ascending (a stable order). */
-static int item_cmp(const void *a, const void *b) {
-  const ds_item *x = a, *y = b;
-  if (x->v > y->v)
-    return -1;
-  if (x->v < y->v)
-    return 1;
-  return (x->i > y->i) - (x->i < y->i);
+/* Runs shorter than this are insertion-sorted before merging. */
+#define DS_RUN 16
+
+/* Sorts n keys ascending: insertion sort of short runs, then bottom-up merges through tmp[n]. */
+static void sort_keys(uint64_t *a, uint64_t *tmp, int32_t n) {
+  for (int32_t lo = 0; lo < n; lo += DS_RUN) {
+    int32_t hi = lo + DS_RUN < n ? lo + DS_RUN : n;
+    for (int32_t i = lo + 1; i < hi; i++) {
+      uint64_t v = a[i];
+      int32_t j = i;
+      for (; j > lo && a[j - 1] > v; j--)
+        a[j] = a[j - 1];
+      a[j] = v;
+    }
+  }
+  uint64_t *src = a, *dst = tmp;
+  for (int32_t width = DS_RUN; width < n; width *= 2) {
+    for (int32_t lo = 0; lo < n; lo += 2 * width) {
+      int32_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+      int32_t i = lo, j = mid, k = lo;
+      while (i < mid && j < hi)
+        dst[k++] = src[j] < src[i] ? src[j++] : src[i++];
+      while (i < mid)
+        dst[k++] = src[i++];
+      while (j < hi)
+        dst[k++] = src[j++];
+    }
+    uint64_t *t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src != a)
+    memcpy(a, src, (size_t)n * sizeof *a);
 }
 
 /* Sorts items 0..n-1 of weights w into s->order, heaviest first, ties by lower index. */
 static void sort_desc(const float *w, int32_t n, ds_scratch *s) {
-  for (int32_t i = 0; i < n; i++) {
-    s->order[i].v = w[i];
-    s->order[i].i = i;
-  }
-  qsort(s->order, (size_t)n, sizeof *s->order, item_cmp);
+  for (int32_t i = 0; i < n; i++)
+    s->order[i] = key_down(w[i], i);
+  sort_keys(s->order, s->tmp, n);
 }
 
 /* ---- heaps ---- */
 
-/* A binary heap of indices ordered by `before` (the root comes first). */
+/* A binary min-heap of order keys: the root is the smallest key. */
 typedef struct ds_heap {
-  int32_t *a;
+  uint64_t *a;
   int32_t n;
-  const float *key;
-  int max_first; /* 1: larger key first; 0: smaller key first; equal keys: lower index first */
 } ds_heap;
 
-/* Whether index a comes before index b in heap h's order. */
-static int heap_before(const ds_heap *h, int32_t a, int32_t b) {
-  float ka = h->key[a], kb = h->key[b];
-  if (ka != kb)
-    return h->max_first ? ka > kb : ka < kb;
-  return a < b;
-}
-
-/* Restores the heap order below position i after its entry moved down in rank. */
+/* Restores the heap order below position i after its key grew. */
 static void heap_down(ds_heap *h, int32_t i) {
-  int32_t v = h->a[i];
+  uint64_t v = h->a[i];
   for (;;) {
     int32_t c = 2 * i + 1;
     if (c >= h->n)
       break;
-    if (c + 1 < h->n && heap_before(h, h->a[c + 1], h->a[c]))
+    if (c + 1 < h->n && h->a[c + 1] < h->a[c])
       c++;
-    if (!heap_before(h, h->a[c], v))
+    if (h->a[c] >= v)
       break;
     h->a[i] = h->a[c];
     i = c;
@@ -213,12 +253,12 @@ static void heap_down(ds_heap *h, int32_t i) {
   h->a[i] = v;
 }
 
-/* Adds index v to the heap. */
-static void heap_push(ds_heap *h, int32_t v) {
+/* Adds key v to the heap. */
+static void heap_push(ds_heap *h, uint64_t v) {
   int32_t i = h->n++;
   while (i > 0) {
     int32_t parent = (i - 1) / 2;
-    if (!heap_before(h, v, h->a[parent]))
+    if (h->a[parent] <= v)
       break;
     h->a[i] = h->a[parent];
     i = parent;
@@ -226,43 +266,43 @@ static void heap_push(ds_heap *h, int32_t v) {
   h->a[i] = v;
 }
 
-/* Removes and returns the root. */
+/* Removes the root and returns its index. */
 static int32_t heap_pop(ds_heap *h) {
-  int32_t top = h->a[0];
+  uint64_t top = h->a[0];
   h->a[0] = h->a[--h->n];
   if (h->n > 0)
     heap_down(h, 0);
-  return top;
+  return key_index(top);
 }
 
 /* ---- replicate_experts ---- */
 
 /* Gives n experts of loads x[] p >= n replicas: replica j < n is expert j, then each further
- * replica goes to the first expert (in node-local order) maximising float32 x[j] / cnt[j].
+ * replica goes to the first expert (in node-local order) maximising float32 x[j] / cnt[j]
+ * (a heap keyed by (x / cnt descending, j ascending) has exactly that expert at its root).
  * cap > 0 skips experts that already have cap replicas (the no-duplicate mode; cap * n >= p
  * was checked). Fills ph[0..p-1] and cnt[0..n-1]. */
 static void replicate(const float *x, int32_t n, int32_t p, int32_t cap, ds_scratch *s) {
-  ds_heap h = {s->heap, 0, s->val, 1};
+  ds_heap h = {s->heap, 0};
   for (int32_t j = 0; j < n; j++) {
     s->ph[j] = j;
     s->cnt[j] = 1;
-    s->val[j] = x[j];
   }
   if (p == n)
     return;
   for (int32_t j = 0; j < n; j++)
     if (cap == 0 || cap > 1)
-      h.a[h.n++] = j;
+      h.a[h.n++] = key_down(x[j], j);
   for (int32_t i = h.n / 2 - 1; i >= 0; i--)
     heap_down(&h, i);
   for (int32_t r = n; r < p; r++) {
-    int32_t j = h.a[0];
+    int32_t j = key_index(h.a[0]);
     s->ph[r] = j;
     s->cnt[j]++;
     if (cap > 0 && s->cnt[j] >= cap) {
       heap_pop(&h);
     } else {
-      s->val[j] = x[j] / (float)s->cnt[j];
+      h.a[0] = key_down(x[j] / (float)s->cnt[j], j);
       heap_down(&h, 0);
     }
   }
@@ -376,25 +416,27 @@ static int pack_items(const float *w, int32_t n, int32_t m, const ds_excl *ex, d
     return 0;
   }
   sort_desc(w, n, s);
-  ds_heap h = {s->heap, m, s->pload, 0};
+  ds_heap h = {s->heap, m};
   for (int32_t d = 0; d < m; d++) {
     s->pload[d] = 0;
     s->pcnt[d] = 0;
-    h.a[d] = d; /* all loads 0: index order is a valid heap */
+    h.a[d] = key_up(0, d); /* all loads 0: index order is a valid heap */
   }
   if (ex->expert) {
     for (int32_t e = 0; e < ex->num_experts; e++)
       s->dev_num[e] = 0;
   }
   for (int32_t t = 0; t < n; t++) {
-    int32_t q = s->order[t].i;
+    int32_t q = key_index(s->order[t]);
     if (!ex->expert) {
-      int32_t d = h.a[0];
+      int32_t d = key_index(h.a[0]);
       place(s, w, ex, cap, q, d);
-      if (s->pcnt[d] == cap)
+      if (s->pcnt[d] == cap) {
         heap_pop(&h);
-      else
+      } else {
+        h.a[0] = key_up(s->pload[d], d);
         heap_down(&h, 0);
+      }
       continue;
     }
     int32_t e = ex->expert[q], nstash = 0, d = -1;
@@ -409,7 +451,7 @@ static int pack_items(const float *w, int32_t n, int32_t m, const ds_excl *ex, d
     if (d >= 0) {
       place(s, w, ex, cap, q, d);
       if (s->pcnt[d] < cap)
-        heap_push(&h, d);
+        heap_push(&h, key_up(s->pload[d], d));
     } else {
       int rc = repair_swap(s, w, ex, m, cap, q);
       if (rc)
@@ -417,7 +459,7 @@ static int pack_items(const float *w, int32_t n, int32_t m, const ds_excl *ex, d
     }
     for (int32_t k = 0; k < nstash; k++)
       if (s->pcnt[s->stash[k]] < cap)
-        heap_push(&h, s->stash[k]);
+        heap_push(&h, key_up(s->pload[s->stash[k]], s->stash[k]));
   }
   return 0;
 }
