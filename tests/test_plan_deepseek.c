@@ -491,6 +491,59 @@ static void test_repair_minimises_max(void **state) {
   expect_phy2log(w, 5, 6, 2, 0, want);
 }
 
+/* ---- an independent re-statement ---- */
+
+/* Compares one plan's phy2log with a JSON array of rows. */
+static void expect_rows(const eplb_placement *p, json_t *rows, int c, const char *mode) {
+  assert_int_equal(json_array_size(rows), (size_t)p->num_layers);
+  for (int32_t l = 0; l < p->num_layers; l++) {
+    json_t *row = json_array_get(rows, (size_t)l);
+    assert_int_equal(json_array_size(row), (size_t)p->num_slots);
+    for (int32_t s = 0; s < p->num_slots; s++) {
+      int32_t want = (int32_t)json_integer_value(json_array_get(row, (size_t)s));
+      if (p->phy2log[(size_t)l * p->num_slots + s] != want)
+        fail_msg("case %d %s layer %d slot %d: %d, re-statement %d", c, mode, l, s,
+                 p->phy2log[(size_t)l * p->num_slots + s], want);
+    }
+  }
+}
+
+/* Both modes equal tests/deepseek_pyref.py, a plain Python re-statement of the spec and of the
+ * no-duplicate rules, on its 500 random cases (exact ties, counts up to 2^62, 2^24 + 1). */
+static void test_python_restatement(void **state) {
+  (void)state;
+  json_error_t err;
+  json_t *root = json_load_file(EPLB_TEST_DATA "/deepseek_pyref.json", 0, &err);
+  if (!root)
+    fail_msg("deepseek_pyref.json: %s", err.text);
+  json_t *cases = json_object_get(root, "cases");
+  assert_true(json_array_size(cases) >= 500);
+  for (size_t c = 0; c < json_array_size(cases); c++) {
+    json_t *jc = json_array_get(cases, c), *jl = json_object_get(jc, "loads");
+    int32_t L = get_int(jc, "L"), E = get_int(jc, "E");
+    eplb_loads *x = NULL;
+    assert_int_equal(eplb_loads_create(L, E, &x), 0);
+    for (int32_t l = 0; l < L; l++)
+      for (int32_t e = 0; e < E; e++) {
+        json_int_t v = json_integer_value(json_array_get(json_array_get(jl, (size_t)l), (size_t)e));
+        x->count[(size_t)l * E + e] = (int64_t)v;
+        x->load[(size_t)l * E + e] = (double)v;
+      }
+    for (int dups = 0; dups <= 1; dups++) {
+      eplb_params pr = make_params(get_int(jc, "R"), get_int(jc, "K"), get_int(jc, "N"),
+                                   get_int(jc, "G"), dups);
+      eplb_placement *p = NULL;
+      if (eplb_plan(x, &pr, &p) != 0)
+        fail_msg("case %zu: %s", c, eplb_last_error());
+      const char *mode = dups ? "phy2log_exact" : "phy2log_nodup";
+      expect_rows(p, json_object_get(jc, mode), (int)c, mode);
+      eplb_placement_free(p);
+    }
+    eplb_loads_free(x);
+  }
+  json_decref(root);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_golden_exact),
@@ -506,6 +559,7 @@ int main(void) {
       cmocka_unit_test(test_zero_loads_first_expert),
       cmocka_unit_test(test_repair_simple),
       cmocka_unit_test(test_repair_minimises_max),
+      cmocka_unit_test(test_python_restatement),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
