@@ -7,8 +7,9 @@
  * (heaviest first, each to the lightest device with room). Hierarchical when K % N == 0, else
  * global (K = N = 1). All arithmetic is float32 as in the reference: the input cast (an exact
  * int64 count is converted directly, int64 -> float32, as torch does; a real load double ->
- * float32), group sums (sequential), quotients x / cnt, pack load sums (in assignment order)
- * and every comparison.
+ * float32; -0 becomes +0), group sums (sequential; torch's vectorised reduction may round a
+ * large non-integer group sum differently, see the spec), quotients x / cnt, pack load sums (in
+ * assignment order) and every comparison.
  *
  * Ties, eplb's contract: every sort orders by (value descending, index ascending), i.e. it is
  * stable; the pack choice takes the lowest pack index among the lightest non-full packs; the
@@ -22,7 +23,8 @@
  *   (b) each replica goes to the lightest non-full device that does not hold its expert yet,
  *       with a repair swap when every non-full device holds it (see repair_swap()).
  *
- * Speed: scratch is allocated once per plan; the argmax and the pack choice use binary heaps
+ * Speed: scratch is allocated once per plan; sorts, the argmax and the pack choice work on
+ * integer order keys (float32 bits and index in one uint64) and the latter two on binary heaps
  * whose order is exactly the reference's scan order, so a layer costs O(P log P).
  */
 #include <math.h>
