@@ -543,8 +543,8 @@ static int make_shape(const eplb_loads *loads, const eplb_params *pr, ds_shape *
   if (!pr->allow_duplicates && (int64_t)sh->Pn > (int64_t)sh->En * sh->Gn)
     return eplb__err(EPLB_EPARAM, "policy deepseek: without duplicates: %d slots per node "
                                   "exceed experts per node x devices per node = %d x %d "
-                                  "(%d slots per device > %d experts per node); set "
-                                  "allow_duplicates or use fewer replicas",
+                                  "(%d slots per device > %d experts per node); allow duplicates "
+                                  "(--allow-duplicates) or use fewer replicas",
                      sh->Pn, sh->En, sh->Gn, sh->S, sh->En);
   return 0;
 }
