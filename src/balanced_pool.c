@@ -29,6 +29,8 @@
 /* Count rounds: experts of the busiest device tried as gainers, cheapest donors tried for each. */
 #define GAIN_TRIES 2
 #define DONOR_TRIES 8
+/* Share below the maximum within which a device counts as at the top (see near_top). */
+#define PLATEAU 1e-3
 
 /* ---- state ---- */
 
@@ -51,7 +53,6 @@ typedef struct pstate {
   int32_t *pending;     /* [blocks] anchored replicas still to place */
   int32_t *freeb;       /* [blocks] free slots */
   item *items;          /* [P] */
-  item *order;          /* [G] devices by load */
 } pstate;
 
 double eplb__now(void) {
@@ -72,7 +73,6 @@ static void state_free(pstate *s) {
   free(s->pending);
   free(s->freeb);
   free(s->items);
-  free(s->order);
 }
 
 /* Allocates the state's arrays for a pool. @return 0 or EPLB_ENOMEM. */
@@ -94,8 +94,7 @@ static int state_init(pstate *s, const eplb__pool *pl) {
   s->pending = eplb__calloc(nb, sizeof *s->pending);
   s->freeb = eplb__calloc(nb, sizeof *s->freeb);
   s->items = eplb__calloc((size_t)s->P, sizeof *s->items);
-  s->order = eplb__calloc((size_t)s->G, sizeof *s->order);
-  if (!s->order || !s->cnt || !s->size || !s->slot || !s->anch || !s->fill || !s->load || !s->has ||
+  if (!s->cnt || !s->size || !s->slot || !s->anch || !s->fill || !s->load || !s->has ||
       !s->pending || !s->freeb || !s->items) {
     state_free(s);
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
@@ -253,40 +252,21 @@ static int may_move(const pstate *s, int32_t k, int32_t d) {
   return allowed(s, d, s->slot[k], s->anch[k]);
 }
 
-/* Orders devices by load, lightest first, then by index. */
-static int dev_cmp(const void *pa, const void *pb) {
-  const item *a = pa, *b = pb;
-  if (a->size != b->size)
-    return a->size < b->size ? -1 : 1;
-  return a->e - b->e;
-}
-
 /* Repeatedly exchanges a replica of the busiest device with a smaller replica of another device,
  * choosing the exchange that leaves the pair's larger load smallest, while that is below the
- * busiest load and the busiest load is above `stop`. Devices are scanned lightest first: a pair
- * can do no better than its mean, so the scan ends once that mean reaches the best found. */
+ * busiest load and the busiest load is above `stop`. A pair can do no better than its mean, so
+ * devices whose mean with the busiest reaches the best found are skipped. */
 static void swap_search(pstate *s, double stop) {
   int64_t steps = (int64_t)SWAP_STEPS_PER_SLOT * s->P;
-  item *order = s->order;
   for (int64_t it = 0; it < steps; it++) {
-    for (int32_t d = 0; d < s->G; d++) {
-      order[d].size = s->load[d];
-      order[d].e = d;
-    }
-    qsort(order, (size_t)s->G, sizeof *order, dev_cmp);
-    int32_t a = order[s->G - 1].e;
-    for (int32_t d = s->G - 2; d >= 0 && order[d].size == s->load[a]; d--)
-      a = order[d].e; /* the lowest index among the busiest */
+    int32_t a = busiest(s);
     double la = s->load[a], best = la - MIN_GAIN * la;
     if (la <= stop)
       return;
     int32_t bk = -1, bj = -1;
-    for (int32_t o = 0; o < s->G; o++) {
-      int32_t b = order[o].e;
+    for (int32_t b = 0; b < s->G; b++) {
       double lb = s->load[b];
-      if ((la + lb) / 2 >= best)
-        break;
-      if (b == a)
+      if (b == a || (la + lb) / 2 >= best)
         continue;
       for (int32_t k = a * s->S; k < (a + 1) * s->S; k++) {
         int32_t ea = s->slot[k];
@@ -415,6 +395,15 @@ static int32_t list_donors(pstate *s, double limit, int32_t max) {
   return m < max ? m : max;
 }
 
+/* Devices whose load is within PLATEAU of m: a shift that leaves the maximum but lowers this
+ * count is progress (it opens the way for the next one). */
+static int32_t near_top(const pstate *s, double m) {
+  int32_t k = 0;
+  for (int32_t d = 0; d < s->G; d++)
+    k += s->load[d] >= m * (1 - PLATEAU);
+  return k;
+}
+
 /* Runs count rounds on a packed and searched state until the busiest device is within STOP_TOL
  * of the bound, no shift helps, the round cap or the deadline. @return 0 or an error. */
 static int count_rounds(pstate *s, pstate *save, double stop) {
@@ -428,6 +417,7 @@ static int count_rounds(pstate *s, pstate *save, double stop) {
     double M = s->load[a];
     if (M <= stop || (s->pl->deadline > 0 && eplb__now() > s->pl->deadline))
       break;
+    int32_t near = near_top(s, M);
     int32_t nd = list_donors(s, M, DONOR_TRIES);
     for (int32_t i = 0; i < nd; i++)
       donors[i] = s->items[i].e;
@@ -458,7 +448,9 @@ static int count_rounds(pstate *s, pstate *save, double stop) {
         rc = shift_replica(s, gains[gi], donors[di]);
         if (!rc) {
           swap_search(s, stop);
-          improved = s->load[busiest(s)] < M * (1 - REL_EPS);
+          double m2 = s->load[busiest(s)];
+          improved = m2 < M * (1 - REL_EPS) ||
+                     (m2 <= M * (1 + REL_EPS) && near_top(s, M) < near);
         }
         if (!improved)
           copy_state(s, save);
@@ -469,6 +461,15 @@ static int count_rounds(pstate *s, pstate *save, double stop) {
   }
   free(donors);
   return rc;
+}
+
+/* Packs the counts in s->cnt, searches, runs count rounds; leaves the result in s. */
+static int solve_counts(pstate *s, pstate *save, double stop) {
+  int rc = pack(s);
+  if (rc)
+    return rc;
+  swap_search(s, stop);
+  return count_rounds(s, save, stop);
 }
 
 int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_load) {
@@ -487,15 +488,32 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
   }
   double stop = eplb__pool_bound(pl->w, s.n, s.P, s.G) * (1 + STOP_TOL);
   eplb__min_max_share(pl->w, s.n, s.P, s.G, s.cnt);
-  rc = pack(&s);
+  int32_t *greedy = eplb__calloc((size_t)s.n, sizeof *greedy);
+  if (!greedy)
+    rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   if (!rc) {
-    swap_search(&s, stop);
-    rc = count_rounds(&s, &save, stop);
+    memcpy(greedy, s.cnt, (size_t)s.n * sizeof *greedy);
+    rc = solve_counts(&s, &save, stop);
   }
+  double best = 0;
   if (!rc) {
     memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
-    *max_load = s.load[busiest(&s)];
+    best = s.load[busiest(&s)];
   }
+  /* Few slots per device: also try the descent's counts, keep the better plan. */
+  if (!rc && best > stop && s.S <= EPLB__DESCENT_MAX_SLOTS && pl->descent_iters > 0) {
+    memcpy(s.cnt, greedy, (size_t)s.n * sizeof *greedy);
+    rc = eplb__count_descent(pl->w, s.n, s.G, s.S, s.cnt, pl->descent_iters, stop);
+    if (!rc)
+      rc = solve_counts(&s, &save, stop);
+    if (!rc && s.load[busiest(&s)] < best) {
+      memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
+      best = s.load[busiest(&s)];
+    }
+  }
+  if (!rc)
+    *max_load = best;
+  free(greedy);
   state_free(&s);
   state_free(&save);
   return rc;

@@ -11,6 +11,8 @@
 #define EXACT_MAX_GROUPS 10
 /* Replica-count refinement rounds per pool (deterministic cap). */
 #define COUNT_ROUNDS 24
+/* Count-descent moves per pool with 2-4 slots per device (deterministic cap). */
+#define DESCENT_ITERS 1000
 
 /* ---- parameters ---- */
 
@@ -228,6 +230,7 @@ static int plan_layer(const double *w, const eplb_params *pr, eplb_hierarchy h, 
   eplb__pool pl = {0};
   pl.slots = S;
   pl.max_rounds = COUNT_ROUNDS;
+  pl.descent_iters = DESCENT_ITERS;
   pl.deadline = deadline;
   if (h == EPLB_HIER_NONE || N == 1) {
     for (int32_t e = 0; e < E; e++)

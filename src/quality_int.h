@@ -31,6 +31,7 @@ typedef struct eplb__pool {
                            one replica of the expert; NULL when there is no such rule */
   int32_t block_size;   /* devices per block when home is set */
   int32_t max_rounds;   /* replica-count refinement rounds (deterministic cap) */
+  int32_t descent_iters; /* moves tried by eplb__count_descent when slots <= 4 */
   double deadline;      /* monotonic seconds after which refinement stops; 0: never */
 } eplb__pool;
 
@@ -41,6 +42,18 @@ typedef struct eplb__pool {
  * d*slots..) and the largest device load to *max_load. @return 0, EPLB_ENOMEM, EPLB_EPARAM
  * (the pool cannot be filled without duplicates). */
 int eplb__pool_solve(const eplb__pool *pool, int32_t *slot_expert, double *max_load);
+
+/* ---- counts for few slots per device (balanced_counts.c) ---- */
+
+/* Largest slots per device for which eplb__count_descent runs. */
+#define EPLB__DESCENT_MAX_SLOTS 16
+
+/* Improves replica counts cnt[n] (summing to G*S, each <= G) for a pool of G devices with S <=
+ * EPLB__DESCENT_MAX_SLOTS slots: at most `iters` moves of one replica from a pseudo-random donor
+ * (fixed seed) to an expert of the busiest device of a largest-first packing, each kept when the
+ * maximum does not rise; stops once it is <= stop. No-op for larger S. @return 0 or ENOMEM. */
+int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
+                        int32_t iters, double stop);
 
 /* Seconds from a monotonic clock. */
 double eplb__now(void);

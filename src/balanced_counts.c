@@ -1,0 +1,192 @@
+/* balanced_counts.c - replica counts for pools with few slots per device. With 2-4 slots a
+ * device's load is the sum of a few items, and the min-max greedy's counts (which make the
+ * largest items as small as possible) can pair badly: a device with a large item needs small
+ * partners. A descent then moves replicas one at a time from a pseudo-random donor to an expert
+ * of the busiest device, judged by a fast largest-first packing without the duplicate rule, and
+ * keeps every move that does not raise the maximum (sideways moves let it cross plateaus). The
+ * generator is seeded with a constant, so the result depends on the input only. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "quality_int.h"
+
+/* Seed of the descent's generator (any constant: it only has to be fixed). */
+#define DESCENT_SEED 0x5eed5eedu
+/* The descent stops after this many moves in a row that did not lower the maximum. */
+#define DESCENT_PATIENCE 300
+
+/* ---- state ---- */
+
+typedef struct descent {
+  const double *w;
+  int32_t n, G, S, P;
+  int32_t *cnt;    /* [n] current counts */
+  int32_t *order;  /* [n] experts by item size w/cnt, largest first */
+  int32_t *heap;   /* [G] devices with room, lightest first */
+  double *load;    /* [G] */
+  int32_t *fill;   /* [G] */
+  int32_t *who;    /* [G*S] experts of each device */
+  int32_t top[EPLB__DESCENT_MAX_SLOTS]; /* experts of the busiest device */
+  uint64_t rng;
+} descent;
+
+/* splitmix64. */
+static uint64_t next_rand(uint64_t *st) {
+  uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* Whether expert a's item comes before b's: larger first, then lower index. */
+static int before(const descent *x, int32_t a, int32_t b) {
+  double sa = x->w[a] / (double)x->cnt[a], sb = x->w[b] / (double)x->cnt[b];
+  return sa != sb ? sa > sb : a < b;
+}
+
+/* Restores the order after a few counts changed (insertion sort: the order is nearly sorted). */
+static void resort(descent *x) {
+  for (int32_t i = 1; i < x->n; i++) {
+    int32_t e = x->order[i], j = i;
+    while (j > 0 && before(x, e, x->order[j - 1])) {
+      x->order[j] = x->order[j - 1];
+      j--;
+    }
+    x->order[j] = e;
+  }
+}
+
+/* ---- fast packing ---- */
+
+/* Whether device a is lighter than b (then lower index). */
+static int lighter(const descent *x, int32_t a, int32_t b) {
+  return x->load[a] != x->load[b] ? x->load[a] < x->load[b] : a < b;
+}
+
+/* Restores the heap below position i. */
+static void heap_down(descent *x, int32_t len, int32_t i) {
+  for (;;) {
+    int32_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < len && lighter(x, x->heap[l], x->heap[m]))
+      m = l;
+    if (r < len && lighter(x, x->heap[r], x->heap[m]))
+      m = r;
+    if (m == i)
+      return;
+    int32_t t = x->heap[i];
+    x->heap[i] = x->heap[m];
+    x->heap[m] = t;
+    i = m;
+  }
+}
+
+/* With two slots per device, largest-first packing pairs the k-th largest item with the k-th
+ * smallest; returns the largest pair and fills x->top with its experts. */
+static double evaluate_pairs(descent *x) {
+  int32_t m = 0;
+  for (int32_t i = 0; i < x->n; i++)
+    for (int32_t r = 0; r < x->cnt[x->order[i]]; r++)
+      x->who[m++] = x->order[i];
+  double best = -1;
+  for (int32_t k = 0; k < x->G; k++) {
+    int32_t a = x->who[k], b = x->who[x->P - 1 - k];
+    double v = x->w[a] / (double)x->cnt[a] + x->w[b] / (double)x->cnt[b];
+    if (v > best) {
+      best = v;
+      x->top[0] = a;
+      x->top[1] = b;
+    }
+  }
+  return best;
+}
+
+/* Packs the current counts largest first onto the lightest device with room (no duplicate rule)
+ * and returns the largest device load; fills x->top with the busiest device's experts. */
+static double evaluate(descent *x) {
+  if (x->S == 2)
+    return evaluate_pairs(x);
+  memset(x->load, 0, (size_t)x->G * sizeof *x->load);
+  memset(x->fill, 0, (size_t)x->G * sizeof *x->fill);
+  int32_t len = x->G;
+  for (int32_t d = 0; d < x->G; d++)
+    x->heap[d] = d; /* all loads 0: index order is a heap */
+  for (int32_t i = 0; i < x->n; i++) {
+    int32_t e = x->order[i];
+    double size = x->w[e] / (double)x->cnt[e];
+    for (int32_t r = 0; r < x->cnt[e]; r++) {
+      int32_t d = x->heap[0];
+      x->load[d] += size;
+      x->who[d * x->S + x->fill[d]++] = e;
+      if (x->fill[d] == x->S)
+        x->heap[0] = x->heap[--len];
+      heap_down(x, len, 0);
+    }
+  }
+  int32_t a = 0;
+  for (int32_t d = 1; d < x->G; d++)
+    if (x->load[d] > x->load[a])
+      a = d;
+  memcpy(x->top, x->who + (size_t)a * x->S, (size_t)x->S * sizeof *x->top);
+  return x->load[a];
+}
+
+/* ---- descent ---- */
+
+int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
+                        int32_t iters, double stop) {
+  if (S > EPLB__DESCENT_MAX_SLOTS || iters <= 0)
+    return 0;
+  descent x;
+  memset(&x, 0, sizeof x);
+  x.w = w;
+  x.n = n;
+  x.G = G;
+  x.S = S;
+  x.P = G * S;
+  x.cnt = cnt;
+  x.rng = DESCENT_SEED ^ (uint64_t)n;
+  x.order = eplb__calloc((size_t)n, sizeof *x.order);
+  x.heap = eplb__calloc((size_t)G, sizeof *x.heap);
+  x.load = eplb__calloc((size_t)G, sizeof *x.load);
+  x.fill = eplb__calloc((size_t)G, sizeof *x.fill);
+  x.who = eplb__calloc((size_t)G * (size_t)S, sizeof *x.who);
+  int rc = 0;
+  if (!x.order || !x.heap || !x.load || !x.fill || !x.who) {
+    rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+    goto done;
+  }
+  for (int32_t e = 0; e < n; e++)
+    x.order[e] = e;
+  resort(&x);
+  double cur = evaluate(&x);
+  int32_t top[EPLB__DESCENT_MAX_SLOTS];
+  for (int32_t it = 0, idle = 0; it < iters && cur > stop && idle < DESCENT_PATIENCE;
+       it++, idle++) {
+    memcpy(top, x.top, sizeof top);
+    int32_t g = top[next_rand(&x.rng) % (uint64_t)S];
+    int32_t h = (int32_t)(next_rand(&x.rng) % (uint64_t)n);
+    if (g == h || cnt[g] >= G || cnt[h] < 2 || w[h] / (double)(cnt[h] - 1) > cur)
+      continue;
+    cnt[g]++;
+    cnt[h]--;
+    resort(&x);
+    double v = evaluate(&x);
+    if (v <= cur) {
+      if (v < cur)
+        idle = 0;
+      cur = v;
+      continue;
+    }
+    cnt[g]--;
+    cnt[h]++;
+    resort(&x);
+    memcpy(x.top, top, sizeof top);
+  }
+done:
+  free(x.order);
+  free(x.heap);
+  free(x.load);
+  free(x.fill);
+  free(x.who);
+  return rc;
+}
