@@ -275,6 +275,54 @@ static int plan_layer(const double *w, const eplb_params *pr, eplb_hierarchy h, 
   return 0;
 }
 
+/* ---- the deepseek safety net ---- */
+
+/* The busiest device's load of one phy2log row (every replica carries load / its count). */
+static double row_max(const double *w, const int32_t *row, int32_t R, int32_t G, int32_t *cnt,
+                      int32_t E) {
+  int32_t S = R / G;
+  memset(cnt, 0, (size_t)E * sizeof *cnt);
+  for (int32_t s = 0; s < R; s++)
+    cnt[row[s]]++;
+  double mx = 0;
+  for (int32_t d = 0; d < G; d++) {
+    double sum = 0;
+    for (int32_t s = d * S; s < (d + 1) * S; s++)
+      sum += w[row[s]] / (double)cnt[row[s]];
+    mx = sum > mx ? sum : mx;
+  }
+  return mx;
+}
+
+/* Plans the loads with the deepseek policy (no duplicates) and takes its row for every layer
+ * where its busiest device is lighter, when its placement obeys hierarchy h (hierarchical
+ * deepseek keeps groups on nodes, so it obeys all three). A deepseek failure (its own capacity
+ * rule) leaves p as it is. @return 0 or EPLB_ENOMEM. */
+static int deepseek_net(const eplb_loads *loads, const eplb_params *params, eplb_hierarchy h,
+                        eplb_placement *p, int32_t *cnt) {
+  if (h != EPLB_HIER_NONE && eplb_params_mode(params) != EPLB_MODE_HIERARCHICAL)
+    return 0;
+  eplb_params ds = *params;
+  ds.policy = EPLB_POLICY_DEEPSEEK;
+  ds.allow_duplicates = 0;
+  eplb_placement *q = NULL;
+  int rc = eplb_placement_create(p->num_layers, p->num_experts, p->num_slots, p->num_gpus, &q);
+  if (rc)
+    return rc;
+  int32_t R = p->num_slots, G = p->num_gpus, E = p->num_experts;
+  if (eplb__plan_deepseek(loads, &ds, q) == 0)
+    for (int32_t l = 0; l < p->num_layers; l++) {
+      const double *w = loads->load + (size_t)l * E;
+      int32_t *mine = p->phy2log + (size_t)l * R, *theirs = q->phy2log + (size_t)l * R;
+      if (row_max(w, theirs, R, G, cnt, E) < row_max(w, mine, R, G, cnt, E))
+        memcpy(mine, theirs, (size_t)R * sizeof *mine);
+    }
+  eplb_placement_free(q);
+  return 0;
+}
+
+/* ---- policy ---- */
+
 int eplb__plan_balanced(const eplb_loads *loads, const eplb_params *params, eplb_placement *p) {
   eplb_hierarchy h = resolve(params);
   int rc = check_params(loads, params, h);
@@ -298,6 +346,8 @@ int eplb__plan_balanced(const eplb_loads *loads, const eplb_params *params, eplb
   for (int32_t l = 0; !rc && l < loads->num_layers; l++)
     rc = plan_layer(loads->load + (size_t)l * E, params, h, E, deadline, &wk,
                     p->phy2log + (size_t)l * R);
+  if (!rc)
+    rc = deepseek_net(loads, params, h, p, wk.cnt);
   free(wk.w);
   free(wk.wbuf);
   free(wk.ids);

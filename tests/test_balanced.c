@@ -364,6 +364,44 @@ static void balanced_is_never_worse_than_the_reference_where_it_has_no_duplicate
   assert_true(compared >= 9); /* 9 golden layers are duplicate-free */
 }
 
+/* Balanced (default hierarchy, and none) against the deepseek policy with the same parameters
+ * on 500 random inputs: the busiest device never heavier, layer by layer. */
+static void balanced_is_never_worse_than_deepseek_on_500_random_inputs(void **state) {
+  (void)state;
+  rng_state = 17;
+  int cases = 0, layers = 0;
+  while (cases < 500) {
+    shape s = random_shape();
+    if (rnd() % 4 == 0 && s.N > 1)
+      s.K = s.N + 1 > s.E ? s.K : (s.E % (s.N + 1) == 0 ? s.N + 1 : s.K); /* global fallback */
+    eplb_loads *x = lognormal(3, s.E, 0.3 + uniform() * 1.7);
+    eplb_params ds = params(s.R, s.K, s.N, s.G, EPLB_HIER_AUTO);
+    ds.policy = EPLB_POLICY_DEEPSEEK;
+    eplb_placement *ref = NULL;
+    if (eplb_plan(x, &ds, &ref) != 0) { /* deepseek's own capacity rule */
+      eplb_loads_free(x);
+      continue;
+    }
+    cases++;
+    for (int h = EPLB_HIER_AUTO; h <= EPLB_HIER_NONE; h += EPLB_HIER_NONE) {
+      eplb_params pr = params(s.R, s.K, s.N, s.G, (eplb_hierarchy)h);
+      eplb_placement *p = NULL;
+      assert_int_equal(eplb_plan(x, &pr, &p), 0);
+      for (int32_t l = 0; l < 3; l++) {
+        double mine = max_load(x, p, l), theirs = max_load(x, ref, l);
+        if (mine > theirs * (1 + 1e-9))
+          fail_msg("E %d K %d N %d G %d R %d hierarchy %d layer %d: balanced %.9g > deepseek %.9g",
+                   s.E, s.K, s.N, s.G, s.R, h, l, mine, theirs);
+        layers++;
+      }
+      eplb_placement_free(p);
+    }
+    eplb_placement_free(ref);
+    eplb_loads_free(x);
+  }
+  assert_true(layers >= 3000);
+}
+
 static void all_zero_layer_is_planned(void **state) {
   (void)state;
   eplb_loads *x = NULL;
@@ -409,6 +447,7 @@ int main(void) {
       cmocka_unit_test(no_plan_beats_the_lower_bound),
       cmocka_unit_test(none_is_within_0_2_percent_of_the_bound_at_9_slots_per_device),
       cmocka_unit_test(balanced_is_never_worse_than_the_reference_where_it_has_no_duplicates),
+      cmocka_unit_test(balanced_is_never_worse_than_deepseek_on_500_random_inputs),
       cmocka_unit_test(all_zero_layer_is_planned),
       cmocka_unit_test(strict_without_divisible_groups_is_refused),
       cmocka_unit_test(too_few_experts_for_the_slots_of_a_device_is_refused),
