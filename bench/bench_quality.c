@@ -147,6 +147,82 @@ static void print_tally(const char *name, const tally *t, const tally *base) {
   printf("\n");
 }
 
+/* ---- load shift on real counts ---- */
+
+/* OLMoE domains of ../shared/data: plan on three, judge on the fourth. */
+static const char *DOMAINS[] = {"olmoe_arxiv", "olmoe_c4", "olmoe_github", "olmoe_wikipedia"};
+#define NUM_DOMAINS 4
+
+/* Mean max/LB of p on every layer of x. */
+static double mean_ratio(const eplb_loads *x, const eplb_placement *p) {
+  tally t = {0};
+  add_ratios(&t, x, p);
+  return t.layers ? t.sum_ratio / (double)t.layers : NAN;
+}
+
+/* Plans on three domains with each objective and judges on the held-out one, for a few shapes. */
+static void load_shift(void) {
+  eplb_loads *dom[NUM_DOMAINS] = {NULL};
+  for (int i = 0; i < NUM_DOMAINS; i++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/../shared/data/olmoe/%s.json", EPLB_SOURCE_DIR, DOMAINS[i]);
+    if (eplb_loads_read_file(path, 0, &dom[i])) {
+      printf("load shift: %s\n", eplb_last_error());
+      goto done;
+    }
+  }
+  static const setting SHIFT[] = {{80, 8, 2, 8}, {96, 8, 2, 16}, {128, 8, 4, 64}};
+  printf("load shift, OLMoE (64 experts, 3 layers): plan on 3 domains, judge on the 4th; mean "
+         "max/LB on the held-out domain over 4 rotations\n");
+  for (size_t k = 0; k < sizeof SHIFT / sizeof SHIFT[0]; k++) {
+    const setting *st = &SHIFT[k];
+    static const struct {
+      const char *name;
+      eplb_policy pol;
+      eplb_objective obj;
+    } RUNS[] = {{"deepseek sum", EPLB_POLICY_DEEPSEEK, EPLB_OBJECTIVE_SUM},
+                {"deepseek max", EPLB_POLICY_DEEPSEEK, EPLB_OBJECTIVE_MAX},
+                {"balanced sum", EPLB_POLICY_BALANCED, EPLB_OBJECTIVE_SUM},
+                {"balanced mean", EPLB_POLICY_BALANCED, EPLB_OBJECTIVE_MEAN},
+                {"balanced max", EPLB_POLICY_BALANCED, EPLB_OBJECTIVE_MAX}};
+    printf("  R %d, K %d, N %d, G %d (%d/device):", st->R, st->K, st->N, st->G, st->R / st->G);
+    double base = NAN;
+    for (size_t r = 0; r < sizeof RUNS / sizeof RUNS[0]; r++) {
+      eplb_params pr;
+      eplb_params_init(&pr);
+      pr.num_replicas = st->R;
+      pr.num_groups = st->K;
+      pr.num_nodes = st->N;
+      pr.num_gpus = st->G;
+      pr.policy = RUNS[r].pol;
+      pr.hierarchy = EPLB_HIER_NONE;
+      pr.time_budget_ms = 0;
+      double sum = 0, seen = 0;
+      for (int held = 0; held < NUM_DOMAINS; held++) {
+        const eplb_loads *train[NUM_DOMAINS - 1];
+        int m = 0;
+        for (int i = 0; i < NUM_DOMAINS; i++)
+          if (i != held)
+            train[m++] = dom[i];
+        eplb_placement *p = NULL;
+        if (eplb_plan_multi(train, (size_t)m, &pr, RUNS[r].obj, &p) == 0) {
+          sum += mean_ratio(dom[held], p);
+          seen++;
+        }
+        eplb_placement_free(p);
+      }
+      double v = seen ? sum / seen : NAN;
+      if (r == 0)
+        base = v;
+      printf("  %s %.4f (x%.3f)", RUNS[r].name, v, v / base);
+    }
+    printf("\n");
+  }
+done:
+  for (int i = 0; i < NUM_DOMAINS; i++)
+    eplb_loads_free(dom[i]);
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
@@ -215,6 +291,7 @@ int main(int argc, char **argv) {
       }
     printf("\n");
   }
+  load_shift();
   for (int i = 0; i < nw; i++)
     eplb_loads_free(wl[i]);
   free(wl);

@@ -16,8 +16,7 @@
 
 /* ---- parameters ---- */
 
-/* The hierarchy a parameter set resolves to: AUTO is strict when N > 1 and K % N == 0. */
-static eplb_hierarchy resolve(const eplb_params *pr) {
+eplb_hierarchy eplb__resolve_hierarchy(const eplb_params *pr) {
   if (pr->hierarchy != EPLB_HIER_AUTO)
     return pr->hierarchy;
   if (pr->num_nodes > 1 && pr->num_groups % pr->num_nodes == 0)
@@ -324,7 +323,7 @@ static int deepseek_net(const eplb_loads *loads, const eplb_params *params, eplb
 /* ---- policy ---- */
 
 int eplb__plan_balanced(const eplb_loads *loads, const eplb_params *params, eplb_placement *p) {
-  eplb_hierarchy h = resolve(params);
+  eplb_hierarchy h = eplb__resolve_hierarchy(params);
   int rc = check_params(loads, params, h);
   if (rc)
     return rc;

@@ -43,6 +43,11 @@ typedef struct eplb__pool {
  * (the pool cannot be filled without duplicates). */
 int eplb__pool_solve(const eplb__pool *pool, int32_t *slot_expert, double *max_load);
 
+/* ---- balanced policy (plan_balanced.c) ---- */
+
+/* The hierarchy a parameter set resolves to: AUTO is strict when N > 1 and K % N == 0. */
+eplb_hierarchy eplb__resolve_hierarchy(const eplb_params *pr);
+
 /* ---- counts for few slots per device (balanced_counts.c) ---- */
 
 /* Largest slots per device for which eplb__count_descent runs. */

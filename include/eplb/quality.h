@@ -64,6 +64,27 @@ EPLB_API int eplb_lower_bound(const eplb_loads *loads, int32_t layer, int32_t nu
                               int32_t num_gpus, double *out);
 
 
+/* ---- several load inputs ---- */
+
+/* What eplb_plan_multi minimises. */
+typedef enum eplb_objective {
+  EPLB_OBJECTIVE_SUM = 0,  /* plan on the element-wise sum of the inputs (eplb_plan of the sum) */
+  EPLB_OBJECTIVE_MEAN = 1, /* the mean over inputs of the busiest device's load */
+  EPLB_OBJECTIVE_MAX = 2   /* the largest over inputs of the busiest device's load */
+} eplb_objective;
+
+/* Plans one placement for n load inputs (workloads, or windows of the collector) that share
+ * experts and layer ids. SUM plans their sum. MEAN and MAX, per layer: the plans (with `params`)
+ * of the sum, of the sum of the inputs each scaled to total 1, and of every input alone are
+ * candidates, the best by the objective is kept and then improved by exchanging replicas between
+ * an input's busiest device and another device (of the same node when the plan keeps groups on
+ * nodes) while the objective drops (at most 2 steps per slot; replica counts are kept). The
+ * result is validated as eplb_plan's. Deterministic.
+ * @return 0, EPLB_EINVAL (no input, inputs of different shapes or layer ids, bad objective),
+ *         eplb_plan's errors. */
+EPLB_API int eplb_plan_multi(const eplb_loads *const *inputs, size_t n, const eplb_params *params,
+                             eplb_objective objective, eplb_placement **out);
+
 /* ---- measuring maps ---- */
 
 /* Fills dev_load[0..G-1] with the load of each device of `p`'s layer index `layer` under row
