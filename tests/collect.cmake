@@ -1,0 +1,9 @@
+# Step 1, collect: collector and config (unit), gather under mpirun (1, 2, 4 ranks), CLI tests of
+# merge and simulate, and the SIGKILL crash test of the atomic write.
+eplb_unit_test(test_collect test_collect.c)
+target_link_libraries(test_collect PRIVATE Threads::Threads)
+eplb_unit_test(test_config test_config.c)
+
+foreach(np 1 2 4)
+  eplb_mpi_test(test_gather ${np} test_gather.c)
+endforeach()
