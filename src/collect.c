@@ -70,47 +70,35 @@ static uint64_t *window_at(const eplb_collector *c, int32_t age) {
 
 /* ---- recording ---- */
 
-/* Returns the index of the first id outside [0, e) among n int32 ids, or n when all are valid.
- * The common all-valid case is one branch-free pass (a max over the ids as unsigned). */
-static size_t first_bad32(const int32_t *ids, size_t n, uint32_t e) {
-  uint32_t hi = 0;
+/* Counts n int32 ids into row (one pass: check, then add one). At the first id outside [0, e)
+ * the ids already counted are taken back, so that a failing call counts nothing, and its index is
+ * returned; n when all were counted. Checking in the counting loop costs a predictable branch,
+ * half the time of a separate checking pass. */
+static size_t count32(uint64_t *row, const int32_t *ids, size_t n, uint32_t e) {
   for (size_t i = 0; i < n; i++) {
-    uint32_t v = (uint32_t)ids[i];
-    hi = v > hi ? v : hi;
-  }
-  if (hi < e)
-    return n;
-  for (size_t i = 0; i < n; i++)
-    if ((uint32_t)ids[i] >= e)
+    uint32_t v = (uint32_t)ids[i]; /* a negative id becomes >= 2^31 >= e */
+    if (v >= e) {
+      for (size_t j = 0; j < i; j++)
+        row[ids[j]]--;
       return i;
+    }
+    row[v]++;
+  }
   return n;
 }
 
-/* As first_bad32 for int64 ids. */
-static size_t first_bad64(const int64_t *ids, size_t n, uint64_t e) {
-  uint64_t hi = 0;
+/* As count32 for int64 ids. */
+static size_t count64(uint64_t *row, const int64_t *ids, size_t n, uint64_t e) {
   for (size_t i = 0; i < n; i++) {
     uint64_t v = (uint64_t)ids[i];
-    hi = v > hi ? v : hi;
-  }
-  if (hi < e)
-    return n;
-  for (size_t i = 0; i < n; i++)
-    if ((uint64_t)ids[i] >= e)
+    if (v >= e) {
+      for (size_t j = 0; j < i; j++)
+        row[ids[j]]--;
       return i;
+    }
+    row[v]++;
+  }
   return n;
-}
-
-/* Adds one to row[id] for every (already checked) int32 id. */
-static void count32(uint64_t *row, const int32_t *ids, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    row[ids[i]]++;
-}
-
-/* Adds one to row[id] for every (already checked) int64 id. */
-static void count64(uint64_t *row, const int64_t *ids, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    row[ids[i]]++;
 }
 
 int eplb_collector_record(eplb_collector *c, int32_t layer, const void *ids, size_t n,
@@ -128,18 +116,16 @@ int eplb_collector_record(eplb_collector *c, int32_t layer, const void *ids, siz
   uint64_t *row = window_at(c, 0) + (size_t)layer * (size_t)c->num_experts;
   if (type == EPLB_ID_INT32) {
     const int32_t *p = ids;
-    size_t bad = first_bad32(p, n, (uint32_t)c->num_experts);
+    size_t bad = count32(row, p, n, (uint32_t)c->num_experts);
     if (bad < n)
       return eplb__err(EPLB_ERANGE, "collector: layer %d: ids[%zu] = %d outside 0..%d", layer,
                        bad, p[bad], c->num_experts - 1);
-    count32(row, p, n);
   } else {
     const int64_t *p = ids;
-    size_t bad = first_bad64(p, n, (uint64_t)c->num_experts);
+    size_t bad = count64(row, p, n, (uint64_t)c->num_experts);
     if (bad < n)
       return eplb__err(EPLB_ERANGE, "collector: layer %d: ids[%zu] = %lld outside 0..%d", layer,
                        bad, (long long)p[bad], c->num_experts - 1);
-    count64(row, p, n);
   }
   return 0;
 }
