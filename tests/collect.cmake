@@ -9,3 +9,7 @@ foreach(np 1 2 4)
 endforeach()
 # A rank that fails an assertion could leave the others waiting in a collective: bound the wait.
 set_tests_properties(test_gather_np1 test_gather_np2 test_gather_np4 PROPERTIES TIMEOUT 120)
+
+eplb_cli_test(cli_merge cli_merge.sh)
+eplb_cli_test(cli_simulate cli_simulate.sh)
+eplb_cli_test(cli_crash cli_crash.sh)
