@@ -70,9 +70,17 @@ static uint64_t *window_at(const eplb_collector *c, int32_t age) {
 
 /* ---- recording ---- */
 
-/* Counts n int32 ids into row (one pass: check, then add one). At the first id outside [0, e)
- * the ids already counted are taken back, so that a failing call counts nothing, and its index is
- * returned; n when all were counted. Checking in the counting loop costs a predictable branch,
+/* Large calls with few experts count into SPLIT_WAYS partial 32-bit histograms on the stack, so
+ * that consecutive equal ids (a hot expert) do not wait on each other's increment, then fold them
+ * into the row. Small calls, or many experts, count straight into the row. */
+#define SPLIT_WAYS 4
+#define SPLIT_MAX_EXPERTS 1024        /* 16 KiB of partial counters */
+#define SPLIT_MIN_IDS 2048            /* below this, zeroing and folding costs more than it saves */
+#define SPLIT_CHUNK ((size_t)UINT32_MAX) /* ids per fold: no partial counter can overflow */
+
+/* Counts n int32 ids into row, checking each: at the first id outside [0, e) the ids already
+ * counted are taken back, so that a failing call counts nothing, and its index is returned; n
+ * when all were counted. The check is a predictable branch inside the counting loop, which costs
  * half the time of a separate checking pass. */
 static size_t count32(uint64_t *row, const int32_t *ids, size_t n, uint32_t e) {
   for (size_t i = 0; i < n; i++) {
@@ -101,6 +109,64 @@ static size_t count64(uint64_t *row, const int64_t *ids, size_t n, uint64_t e) {
   return n;
 }
 
+/* Adds the partial histograms h[0..SPLIT_WAYS-1][0..e-1] into row. */
+static void fold(uint64_t *row, const uint32_t *h, uint32_t e) {
+  for (uint32_t x = 0; x < e; x++)
+    row[x] += (uint64_t)h[x] + h[e + x] + h[2 * e + x] + h[3 * e + x];
+}
+
+/* As count32, through partial histograms (e <= SPLIT_MAX_EXPERTS). */
+static size_t count32_split(uint64_t *row, const int32_t *ids, size_t n, uint32_t e) {
+  uint32_t h[SPLIT_WAYS * SPLIT_MAX_EXPERTS];
+  uint32_t *h0 = h, *h1 = h + e, *h2 = h + 2 * e, *h3 = h + 3 * e;
+  for (size_t start = 0; start < n; start += SPLIT_CHUNK) {
+    size_t end = n - start < SPLIT_CHUNK ? n : start + SPLIT_CHUNK, i = start;
+    memset(h, 0, sizeof *h * SPLIT_WAYS * e);
+    for (; i + SPLIT_WAYS <= end; i += SPLIT_WAYS) {
+      uint32_t a = (uint32_t)ids[i], b = (uint32_t)ids[i + 1];
+      uint32_t c = (uint32_t)ids[i + 2], d = (uint32_t)ids[i + 3];
+      if ((a >= e) | (b >= e) | (c >= e) | (d >= e))
+        break; /* the loop below finds which one */
+      h0[a]++, h1[b]++, h2[c]++, h3[d]++;
+    }
+    for (; i < end && (uint32_t)ids[i] < e; i++)
+      h0[ids[i]]++;
+    if (i < end) { /* ids[i] is bad: drop this chunk's counts, take back the earlier chunks' */
+      for (size_t j = 0; j < start; j++)
+        row[ids[j]]--;
+      return i;
+    }
+    fold(row, h, e);
+  }
+  return n;
+}
+
+/* As count32_split for int64 ids. */
+static size_t count64_split(uint64_t *row, const int64_t *ids, size_t n, uint64_t e) {
+  uint32_t h[SPLIT_WAYS * SPLIT_MAX_EXPERTS];
+  uint32_t *h0 = h, *h1 = h + e, *h2 = h + 2 * e, *h3 = h + 3 * e;
+  for (size_t start = 0; start < n; start += SPLIT_CHUNK) {
+    size_t end = n - start < SPLIT_CHUNK ? n : start + SPLIT_CHUNK, i = start;
+    memset(h, 0, sizeof *h * SPLIT_WAYS * e);
+    for (; i + SPLIT_WAYS <= end; i += SPLIT_WAYS) {
+      uint64_t a = (uint64_t)ids[i], b = (uint64_t)ids[i + 1];
+      uint64_t c = (uint64_t)ids[i + 2], d = (uint64_t)ids[i + 3];
+      if ((a >= e) | (b >= e) | (c >= e) | (d >= e))
+        break;
+      h0[a]++, h1[b]++, h2[c]++, h3[d]++;
+    }
+    for (; i < end && (uint64_t)ids[i] < e; i++)
+      h0[ids[i]]++;
+    if (i < end) {
+      for (size_t j = 0; j < start; j++)
+        row[ids[j]]--;
+      return i;
+    }
+    fold(row, h, (uint32_t)e);
+  }
+  return n;
+}
+
 int eplb_collector_record(eplb_collector *c, int32_t layer, const void *ids, size_t n,
                           eplb_id_type type) {
   if (!c)
@@ -114,15 +180,18 @@ int eplb_collector_record(eplb_collector *c, int32_t layer, const void *ids, siz
   if (!ids)
     return eplb__err(EPLB_EINVAL, "collector: layer %d: ids is NULL", layer);
   uint64_t *row = window_at(c, 0) + (size_t)layer * (size_t)c->num_experts;
+  int split = c->num_experts <= SPLIT_MAX_EXPERTS && n >= SPLIT_MIN_IDS;
   if (type == EPLB_ID_INT32) {
     const int32_t *p = ids;
-    size_t bad = count32(row, p, n, (uint32_t)c->num_experts);
+    uint32_t e = (uint32_t)c->num_experts;
+    size_t bad = split ? count32_split(row, p, n, e) : count32(row, p, n, e);
     if (bad < n)
       return eplb__err(EPLB_ERANGE, "collector: layer %d: ids[%zu] = %d outside 0..%d", layer,
                        bad, p[bad], c->num_experts - 1);
   } else {
     const int64_t *p = ids;
-    size_t bad = count64(row, p, n, (uint64_t)c->num_experts);
+    uint64_t e = (uint64_t)c->num_experts;
+    size_t bad = split ? count64_split(row, p, n, e) : count64(row, p, n, e);
     if (bad < n)
       return eplb__err(EPLB_ERANGE, "collector: layer %d: ids[%zu] = %lld outside 0..%d", layer,
                        bad, (long long)p[bad], c->num_experts - 1);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,6 +140,52 @@ static void record_bad_id_counts_nothing(void **state) {
 
   assert_window(c, EPLB_WINDOW_ALL, before);
   free(before);
+  eplb_collector_free(c);
+}
+
+/* Large calls take the partial-histogram path; a bad id late in one must count nothing either. */
+static void record_bad_id_late_in_a_large_call_counts_nothing(void **state) {
+  (void)state;
+  enum { NE = 256, N = 50000 };
+  static int32_t ids32[N];
+  static int64_t ids64[N];
+  eplb_collector *c = eplb_collector_create(1, NE, 1);
+  for (int i = 0; i < N; i++)
+    ids32[i] = (int32_t)(i % NE), ids64[i] = i % NE;
+  assert_int_equal(eplb_collector_record(c, 0, ids32, N, EPLB_ID_INT32), 0);
+  uint64_t *before = read_window(c, EPLB_WINDOW_ALL);
+  const size_t at[] = {0, 1, 3, 4, 4097, N - 2, N - 1};
+  for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+    ids32[at[k]] = NE;
+    ids64[at[k]] = -5;
+    assert_int_equal(eplb_collector_record(c, 0, ids32, N, EPLB_ID_INT32), EPLB_ERANGE);
+    assert_int_equal(eplb_collector_record(c, 0, ids64, N, EPLB_ID_INT64), EPLB_ERANGE);
+    char want[64];
+    snprintf(want, sizeof want, "ids[%zu] = -5", at[k]);
+    assert_non_null(strstr(eplb_last_error(), want));
+    ids32[at[k]] = 0;
+    ids64[at[k]] = 0;
+    assert_window(c, EPLB_WINDOW_ALL, before);
+  }
+  free(before);
+  eplb_collector_free(c);
+}
+
+/* Many experts (above the partial-histogram limit) are counted straight into the row. */
+static void record_many_experts_matches_naive_count(void **state) {
+  (void)state;
+  enum { NE = 5000, N = 30011 };
+  static int64_t ids[N];
+  static uint64_t naive[NE];
+  memset(naive, 0, sizeof naive);
+  eplb_collector *c = eplb_collector_create(1, NE, 1);
+  uint64_t s = 7;
+  for (int i = 0; i < N; i++) {
+    ids[i] = (int64_t)(next_rand(&s) % NE);
+    naive[ids[i]]++;
+  }
+  assert_int_equal(eplb_collector_record(c, 0, ids, N, EPLB_ID_INT64), 0);
+  assert_window(c, EPLB_WINDOW_ALL, naive);
   eplb_collector_free(c);
 }
 
@@ -406,6 +453,8 @@ int main(void) {
       cmocka_unit_test(record_int64_counts_every_id),
       cmocka_unit_test(record_many_random_ids_matches_naive_count),
       cmocka_unit_test(record_bad_id_counts_nothing),
+      cmocka_unit_test(record_bad_id_late_in_a_large_call_counts_nothing),
+      cmocka_unit_test(record_many_experts_matches_naive_count),
       cmocka_unit_test(record_bad_layer_counts_nothing),
       cmocka_unit_test(record_rejects_null_ids_and_bad_type),
       cmocka_unit_test(null_collector_is_disabled_noop),
