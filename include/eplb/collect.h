@@ -19,6 +19,14 @@
  * next_window and reset on NULL do nothing and return 0, so a framework can call them
  * unconditionally at the cost of one branch; eplb_mpi_gather() on NULL on every rank writes nothing.
  *
+ * Typical use, on every rank:
+ *   eplb_config cfg;  eplb_config_init(&cfg);
+ *   if (eplb_config_load("job.yaml", &cfg) != 0) { fprintf(stderr, "%s\n", eplb_last_error()); ... }
+ *   eplb_collector *c = cfg.token_collects ? eplb_collector_create(layers, experts, 1) : NULL;
+ *   ... every forward, every MoE layer l:  eplb_collector_record(c, l, topk_ids, n, EPLB_ID_INT64);
+ *   eplb_mpi_gather(c, MPI_COMM_WORLD, 0, cfg.token_save_path);  // writes the folder's file
+ *   eplb_collector_free(c);
+ *
  * Threads. A collector is not locked. One collector must be used by one thread at a time; to count
  * from several threads give each thread its own collector (same shape) and, once the threads are
  * done with them, add them into one with eplb_collector_merge(). Functions that only read a
