@@ -10,6 +10,7 @@
 
 #define CMD "merge"
 
+/* Prints the help of `eplb merge` to f. */
 static void merge_usage(FILE *f) {
   fprintf(f, "usage: eplb merge IN.json... -o OUT.json [--num_experts E]\n"
              "\n"

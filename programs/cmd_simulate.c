@@ -25,6 +25,7 @@
 #define RANK_TAG "{rank}" /* replaced by the rank in --dump-local */
 #define TWO_PI 6.283185307179586
 
+/* Prints the help of `eplb simulate` to f. */
 static void simulate_usage(FILE *f) {
   fprintf(f,
           "usage: mpirun -np R eplb simulate --config CFG.yaml --layers L --experts E --topk K\n"

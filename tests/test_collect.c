@@ -445,6 +445,7 @@ static void loads_rejects_counts_above_int64(void **state) {
   eplb_collector_free(c);
 }
 
+/* Runs every test of the collector. */
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(create_rejects_sizes_below_one),

@@ -33,6 +33,7 @@ static void assert_detail(const char *part) {
     fail_msg("detail \"%s\" lacks \"%s\"", eplb_last_error(), part);
 }
 
+/* Makes the folder the configs are written to. */
 static int setup(void **state) {
   (void)state;
   if (!mkdtemp(dir))
@@ -41,6 +42,7 @@ static int setup(void **state) {
   return 0;
 }
 
+/* Removes the folder and its config. */
 static int teardown(void **state) {
   (void)state;
   unlink(path);
@@ -215,6 +217,7 @@ static void unreadable_file_is_eio(void **state) {
   assert_int_equal(eplb_config_load(path, NULL), EPLB_EINVAL);
 }
 
+/* Runs every test of the config reader. */
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(reads_every_key),

@@ -327,6 +327,7 @@ static int teardown(void **state) {
   return 0;
 }
 
+/* Runs the tests on every rank between MPI_Init and MPI_Finalize. */
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
