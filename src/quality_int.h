@@ -60,6 +60,12 @@ eplb_hierarchy eplb__resolve_hierarchy(const eplb_params *pr);
 int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
                         int32_t iters, double stop);
 
+/* ---- re-planning (replan.c) ---- */
+
+/* Solves the n x n assignment problem maximising sum gain[i*n + assign[i]] exactly (Hungarian
+ * algorithm, O(n^3)). @return 0 or EPLB_ENOMEM. */
+int eplb__assign_max(const int64_t *gain, int32_t n, int32_t *assign);
+
 /* Seconds from a monotonic clock. */
 double eplb__now(void);
 

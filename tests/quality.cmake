@@ -4,3 +4,4 @@ target_compile_definitions(test_balanced PRIVATE EPLB_SHARED_DIR="${EPLB_SHARED_
 eplb_unit_test(test_quality test_quality.c)
 eplb_cli_test(cli_report cli_report.sh)
 eplb_unit_test(test_quality_multi test_quality_multi.c)
+eplb_unit_test(test_quality_replan test_quality_replan.c)

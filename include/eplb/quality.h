@@ -85,6 +85,25 @@ typedef enum eplb_objective {
 EPLB_API int eplb_plan_multi(const eplb_loads *const *inputs, size_t n, const eplb_params *params,
                              eplb_objective objective, eplb_placement **out);
 
+/* ---- migration-aware re-planning ---- */
+
+/* Plans `loads` with `params` and matches the result to `old` so that the fewest expert weights
+ * move (moves: eplb_placement_moves). Per layer, which old device takes which new device's
+ * content is an assignment problem on overlap (distinct experts in common), solved exactly by the
+ * Hungarian algorithm; when the plan keeps groups on nodes (strict/soft, hierarchical deepseek,
+ * N > 1), whole nodes are matched first (each node pair scored by its own exact device
+ * matching), then devices within matched nodes. Experts a device already held keep their slot.
+ * Balance is unchanged by the matching. max_moves < 0: no budget. max_moves >= 0: the matched
+ * new layer is taken for every layer that needs no move, and otherwise for layers in order of
+ * busiest-load gain per move while it fits the remaining budget (layers that gain nothing are
+ * not taken); every other layer keeps old's row. So max_moves 0 moves nothing, and when old was
+ * planned from the same loads and parameters nothing moves at all.
+ * `old` must have the loads' layers (same ids) and experts, R = num_replicas and G = num_gpus,
+ * and be valid (no duplicates unless deepseek with allow_duplicates).
+ * @return 0, EPLB_EINVAL (old does not fit), eplb_plan's errors, EPLB_ENOMEM. */
+EPLB_API int eplb_plan_replan(const eplb_loads *loads, const eplb_params *params,
+                              const eplb_placement *old, int64_t max_moves, eplb_placement **out);
+
 /* ---- measuring maps ---- */
 
 /* Fills dev_load[0..G-1] with the load of each device of `p`'s layer index `layer` under row
