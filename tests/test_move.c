@@ -56,6 +56,31 @@ static void simulate_plan(const eplb_transfer *plan, const eplb_placement *from)
   }
 }
 
+/* Checks the in-place staging count of every (layer, rank) against an independent count: the
+ * rank's local copies, plus its receives into slots whose old content some xfer of the layer
+ * reads (those would be overwritten before being sent or copied if received directly). */
+static void check_staging(const eplb_transfer *plan) {
+  int32_t G = plan->num_gpus, R = plan->to_slots, St = R / G;
+  uint8_t *read = malloc((size_t)plan->from_slots);
+  int32_t most = 0;
+  for (int32_t l = 0; l < plan->num_layers; l++) {
+    const eplb_xfer *x = eplb_transfer_layer(plan, l);
+    memset(read, 0, (size_t)plan->from_slots);
+    for (int32_t s = 0; s < R; s++)
+      if (x[s].kind == EPLB_XFER_RECV || x[s].kind == EPLB_XFER_LOCAL)
+        read[x[s].src_slot] = 1;
+    for (int32_t d = 0; d < G; d++) {
+      int32_t n = 0;
+      for (int32_t s = d * St; s < (d + 1) * St; s++)
+        n += x[s].kind == EPLB_XFER_LOCAL || (x[s].kind == EPLB_XFER_RECV && read[s]);
+      assert_int_equal(eplb_transfer_staging_slots(plan, l, d), n);
+      most = n > most ? n : most;
+    }
+  }
+  assert_int_equal(plan->stats.staging_slots, most);
+  free(read);
+}
+
 /* Counts the slots of each kind in a plan. */
 static void count_kinds(const eplb_transfer *plan, int64_t n[4]) {
   n[0] = n[1] = n[2] = n[3] = 0;
@@ -202,6 +227,8 @@ static void plan_receives_are_minimal_on_random_pairs(void **state) {
     assert_int_equal(plan->stats.local_copies, n[EPLB_XFER_LOCAL] + n[EPLB_XFER_DUP]);
     assert_int_equal(plan->stats.slots, 4 * G * St);
     simulate_plan(plan, from);
+    if (Sf == St)
+      check_staging(plan);
     if (o.align)
       assert_int_equal(n[EPLB_XFER_KEEP], max_keeps(from, to));
     eplb_transfer_free(plan);
