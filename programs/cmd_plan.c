@@ -1,10 +1,247 @@
-/* cmd_plan.c - `eplb plan` (work in progress). */
+/* cmd_plan.c - `eplb plan`: token counts in, expert_map.json out (step 2).
+ * Flags keep the upstream eplb_generate_map_ds.py spelling (underscores); kebab-case aliases
+ * are accepted too. */
+#define _POSIX_C_SOURCE 200809L
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
 
+#define CMD "plan"
+/* Most --input files one command line may name. */
+#define MAX_INPUTS 256
+
+static void plan_usage(FILE *f) {
+  fprintf(f,
+          "usage: eplb plan (--json_folder DIR | --input FILE...) --num_replicas R --num_gpus G\n"
+          "                 [--num_groups K] [--num_nodes N] --output_path OUT [options]\n"
+          "\n"
+          "Computes a redundant-expert map from per-expert token counts with DeepSeek's EPLB\n"
+          "algorithm (hierarchical when K %% N == 0, else global) and writes expert_map.json\n"
+          "atomically. By default no device holds two replicas of one expert.\n"
+          "\n"
+          "inputs (token counts, {\"<layer>\": {\"<expert>\": count}} or SGLang's\n"
+          "{\"logical_count\": [[...]]}):\n"
+          "  --json_folder DIR      sum every *.json file in DIR (e.g. one per rank)\n"
+          "  --input FILE           read FILE; repeat to sum several files\n"
+          "  --num_experts E        number of logical experts (default: largest id + 1)\n"
+          "placement:\n"
+          "  --num_replicas R       physical expert slots per layer (multiple of G, >= E)\n"
+          "  --num_groups K         expert groups (default 1)\n"
+          "  --num_nodes N          nodes (default 1)\n"
+          "  --num_gpus G           devices (expert-parallel ranks)\n"
+          "  --policy P             deepseek (default) or balanced\n"
+          "  --allow-duplicates     deepseek: reproduce the reference exactly, duplicates included\n"
+          "  --hierarchy H          balanced: strict, soft or none (default: strict when N > 1\n"
+          "                         and K %% N == 0, else none)\n"
+          "output:\n"
+          "  --output_path OUT      the map to write (replaced atomically; untouched on error)\n"
+          "  --format F             expert_map (default) or full (adds phy2log, logcnt, log2phy)\n"
+          "  -h, --help             this help\n"
+          "\n"
+          "Prints one summary line on stderr. Exit status 0 on success, 1 on a failure (the\n"
+          "message names the file and field), 2 on a bad command line.\n");
+}
+
+enum {
+  OPT_FOLDER = 256,
+  OPT_INPUT,
+  OPT_EXPERTS,
+  OPT_REPLICAS,
+  OPT_GROUPS,
+  OPT_NODES,
+  OPT_GPUS,
+  OPT_POLICY,
+  OPT_DUPS,
+  OPT_HIER,
+  OPT_OUTPUT,
+  OPT_FORMAT,
+};
+
+static const struct option plan_options[] = {
+    {"json_folder", required_argument, NULL, OPT_FOLDER},
+    {"json-folder", required_argument, NULL, OPT_FOLDER},
+    {"input", required_argument, NULL, OPT_INPUT},
+    {"num_experts", required_argument, NULL, OPT_EXPERTS},
+    {"num-experts", required_argument, NULL, OPT_EXPERTS},
+    {"num_replicas", required_argument, NULL, OPT_REPLICAS},
+    {"num-replicas", required_argument, NULL, OPT_REPLICAS},
+    {"num_groups", required_argument, NULL, OPT_GROUPS},
+    {"num-groups", required_argument, NULL, OPT_GROUPS},
+    {"num_nodes", required_argument, NULL, OPT_NODES},
+    {"num-nodes", required_argument, NULL, OPT_NODES},
+    {"num_gpus", required_argument, NULL, OPT_GPUS},
+    {"num-gpus", required_argument, NULL, OPT_GPUS},
+    {"policy", required_argument, NULL, OPT_POLICY},
+    {"allow-duplicates", no_argument, NULL, OPT_DUPS},
+    {"allow_duplicates", no_argument, NULL, OPT_DUPS},
+    {"hierarchy", required_argument, NULL, OPT_HIER},
+    {"output_path", required_argument, NULL, OPT_OUTPUT},
+    {"output-path", required_argument, NULL, OPT_OUTPUT},
+    {"format", required_argument, NULL, OPT_FORMAT},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* What the command line asked for. */
+typedef struct plan_args {
+  const char *folder;
+  const char *inputs[MAX_INPUTS];
+  size_t n_inputs;
+  const char *output;
+  int64_t num_experts;
+  eplb_map_format format;
+  eplb_params params;
+} plan_args;
+
+/* Parses argv into `a`. @return 0, CLI_EXIT_USAGE, or -1 after --help. */
+static int plan_parse(int argc, char **argv, plan_args *a) {
+  memset(a, 0, sizeof *a);
+  eplb_params_init(&a->params);
+  a->params.num_groups = 1;
+  a->params.num_nodes = 1;
+  int64_t v;
+  int c, rc = 0;
+  optind = 1;
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":h", plan_options, NULL)) != -1) {
+    switch (c) {
+    case OPT_FOLDER:
+      a->folder = optarg;
+      break;
+    case OPT_INPUT:
+      if (a->n_inputs == MAX_INPUTS)
+        return cli_usage_error(CMD, "more than %d --input files", MAX_INPUTS);
+      a->inputs[a->n_inputs++] = optarg;
+      break;
+    case OPT_EXPERTS:
+      rc = cli_parse_i64(CMD, "num_experts", optarg, 1, INT32_MAX, &a->num_experts);
+      break;
+    case OPT_REPLICAS:
+      if (!(rc = cli_parse_i64(CMD, "num_replicas", optarg, 1, INT32_MAX, &v)))
+        a->params.num_replicas = (int32_t)v;
+      break;
+    case OPT_GROUPS:
+      if (!(rc = cli_parse_i64(CMD, "num_groups", optarg, 1, INT32_MAX, &v)))
+        a->params.num_groups = (int32_t)v;
+      break;
+    case OPT_NODES:
+      if (!(rc = cli_parse_i64(CMD, "num_nodes", optarg, 1, INT32_MAX, &v)))
+        a->params.num_nodes = (int32_t)v;
+      break;
+    case OPT_GPUS:
+      if (!(rc = cli_parse_i64(CMD, "num_gpus", optarg, 1, INT32_MAX, &v)))
+        a->params.num_gpus = (int32_t)v;
+      break;
+    case OPT_POLICY:
+      if (!strcmp(optarg, "deepseek"))
+        a->params.policy = EPLB_POLICY_DEEPSEEK;
+      else if (!strcmp(optarg, "balanced"))
+        a->params.policy = EPLB_POLICY_BALANCED;
+      else
+        return cli_usage_error(CMD, "--policy: '%s' is not deepseek or balanced", optarg);
+      break;
+    case OPT_DUPS:
+      a->params.allow_duplicates = 1;
+      break;
+    case OPT_HIER:
+      if (!strcmp(optarg, "strict"))
+        a->params.hierarchy = EPLB_HIER_STRICT;
+      else if (!strcmp(optarg, "soft"))
+        a->params.hierarchy = EPLB_HIER_SOFT;
+      else if (!strcmp(optarg, "none"))
+        a->params.hierarchy = EPLB_HIER_NONE;
+      else
+        return cli_usage_error(CMD, "--hierarchy: '%s' is not strict, soft or none", optarg);
+      break;
+    case OPT_OUTPUT:
+      a->output = optarg;
+      break;
+    case OPT_FORMAT:
+      if (!strcmp(optarg, "expert_map"))
+        a->format = EPLB_MAP_EXPERT_MAP;
+      else if (!strcmp(optarg, "full"))
+        a->format = EPLB_MAP_FULL;
+      else
+        return cli_usage_error(CMD, "--format: '%s' is not expert_map or full", optarg);
+      break;
+    case 'h':
+      plan_usage(stdout);
+      return -1;
+    case ':':
+      return cli_usage_error(CMD, "%s needs a value", argv[optind - 1]);
+    default:
+      return cli_usage_error(CMD, "unknown option '%s'", argv[optind - 1]);
+    }
+    if (rc)
+      return rc;
+  }
+  if (optind < argc)
+    return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+  if (!a->folder == !a->n_inputs)
+    return cli_usage_error(CMD, "give exactly one of --json_folder DIR or --input FILE");
+  if (!a->params.num_replicas)
+    return cli_usage_error(CMD, "--num_replicas is required");
+  if (!a->params.num_gpus)
+    return cli_usage_error(CMD, "--num_gpus is required");
+  if (!a->output)
+    return cli_usage_error(CMD, "--output_path is required");
+  return 0;
+}
+
+/* Prints the one summary line: shape, policy, balancedness mean/min, duplicates, time. */
+static void plan_summary(const eplb_loads *loads, const eplb_placement *p, const plan_args *a,
+                         double plan_s, double total_s) {
+  double sum = 0, min = 1;
+  for (int32_t l = 0; l < p->num_layers; l++) {
+    double b = eplb_balancedness(loads, p, l);
+    sum += b;
+    if (b < min)
+      min = b;
+  }
+  const eplb_params *pr = &a->params;
+  const char *mode = pr->policy == EPLB_POLICY_BALANCED ? "balanced"
+                     : eplb_params_mode(pr) == EPLB_MODE_HIERARCHICAL ? "deepseek hierarchical"
+                                                                      : "deepseek global";
+  fprintf(stderr,
+          "eplb plan: %d layers x %d experts -> %d slots on %d devices, %d nodes; policy %s%s; "
+          "balancedness mean %.4f min %.4f; duplicates %lld; plan %.2f ms, total %.1f ms; "
+          "wrote %s\n",
+          p->num_layers, p->num_experts, p->num_slots, p->num_gpus, pr->num_nodes, mode,
+          pr->allow_duplicates && pr->policy == EPLB_POLICY_DEEPSEEK ? " (duplicates allowed)"
+                                                                     : "",
+          sum / p->num_layers, min, (long long)eplb_placement_duplicates(p), plan_s * 1e3,
+          total_s * 1e3, a->output);
+}
+
 int cmd_plan(int argc, char **argv) {
-  (void)argc, (void)argv;
-  fprintf(stderr, "eplb plan: not implemented yet\n");
-  return CLI_EXIT_FAIL;
+  double t0 = cli_now();
+  plan_args a;
+  int rc = plan_parse(argc, argv, &a);
+  if (rc)
+    return rc < 0 ? CLI_EXIT_OK : rc;
+  eplb_loads *loads = NULL;
+  eplb_placement *p = NULL;
+  if (a.folder)
+    rc = eplb_loads_read_folder(a.folder, a.num_experts, &loads);
+  else
+    rc = eplb_loads_read_files(a.inputs, a.n_inputs, a.num_experts, &loads);
+  if (rc)
+    return cli_fail(CMD, rc);
+  double t1 = cli_now();
+  rc = eplb_plan(loads, &a.params, &p);
+  double t2 = cli_now();
+  if (!rc)
+    rc = eplb_placement_write(p, a.output, a.format);
+  if (rc) {
+    eplb_loads_free(loads);
+    eplb_placement_free(p);
+    return cli_fail(CMD, rc);
+  }
+  plan_summary(loads, p, &a, t2 - t1, cli_now() - t0);
+  eplb_loads_free(loads);
+  eplb_placement_free(p);
+  return CLI_EXIT_OK;
 }
