@@ -6,3 +6,4 @@ foreach(np 2 4 8)
   # A failed assertion on one rank can leave the others waiting in a collective: bound the wait.
   set_tests_properties(test_migrate_np${np} PROPERTIES TIMEOUT 120)
 endforeach()
+eplb_cli_test(cli_migrate cli_migrate.sh)
