@@ -9,7 +9,8 @@
  *    eplb_plan() computes (deepseek policy) for real counts from examples/ and ../shared/data,
  *    and for the DeepSeek-V3-like golden case: copies our transfer plan moves over the network
  *    against the upstream way (every target slot fetched from the expert's home rank, local
- *    ones included), and the most copies one rank sends.
+ *    ones included), and the most copies one rank sends; then the same with the new map's
+ *    devices renumbered (eplb_placement_relabel, nodes kept whole, balance unchanged).
  *
  * Usage: mpirun -np G bench_mpi_migrate [reps]   (default 5) */
 #define _POSIX_C_SOURCE 200809L
@@ -171,13 +172,14 @@ static int read_loads(const replan *r, eplb_loads **out) {
 static int bench_copies(void) {
   printf("\n== copies: initial layout (k = E/G) -> deepseek plan; ours = copies over the "
          "network, upstream = every target slot fetched from the expert's home rank\n"
-         "%-20s %14s %8s %9s %8s %6s %12s %12s\n",
-         "counts", "shape", "ours", "upstream", "ratio", "keeps", "max sent", "upstr. max");
+         "%-20s %14s %8s %9s %8s %6s %9s %11s %9s %8s\n",
+         "counts", "shape", "ours", "upstream", "ratio", "keeps", "max sent", "upstr. max",
+         "relabel", "ratio");
   for (size_t i = 0; i < N_REPLANS; i++) {
     const replan *r = &REPLANS[i];
     eplb_loads *loads = NULL;
     eplb_placement *from = NULL, *to = NULL;
-    eplb_transfer *plan = NULL;
+    eplb_transfer *plan = NULL, *re = NULL;
     eplb_params p;
     eplb_params_init(&p);
     p.num_replicas = r->replicas, p.num_groups = r->groups, p.num_nodes = r->nodes;
@@ -195,6 +197,9 @@ static int bench_copies(void) {
       memcpy(from->layer_ids, to->layer_ids, (size_t)to->num_layers * sizeof *to->layer_ids);
       rc = eplb_transfer_plan_ex(from, to, &o, &plan);
     }
+    o.relabel = 1;
+    if (!rc)
+      rc = eplb_transfer_plan_ex(from, to, &o, &re);
     if (rc) {
       fprintf(stderr, "bench_mpi_migrate: %s: %s\n", r->name, eplb_last_error());
       return 1;
@@ -203,11 +208,13 @@ static int bench_copies(void) {
     char shape[64];
     snprintf(shape, sizeof shape, "%dx%d->%d/%d", to->num_layers, to->num_experts, r->replicas,
              r->gpus);
-    printf("%-20s %14s %8lld %9lld %8.3f %6lld %12lld %12lld\n", r->name, shape,
+    printf("%-20s %14s %8lld %9lld %8.3f %6lld %9lld %11lld %9lld %8.3f\n", r->name, shape,
            (long long)s->receives, (long long)s->upstream_copies,
            (double)s->receives / (double)s->upstream_copies, (long long)s->keeps,
-           (long long)s->max_sent, (long long)s->upstream_max_sent);
-    eplb_transfer_free(plan);
+           (long long)s->max_sent, (long long)s->upstream_max_sent,
+           (long long)re->stats.receives,
+           (double)re->stats.receives / (double)s->upstream_copies);
+    eplb_transfer_free(plan), eplb_transfer_free(re);
     eplb_placement_free(from), eplb_placement_free(to);
     eplb_loads_free(loads);
   }

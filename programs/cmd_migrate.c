@@ -43,6 +43,8 @@ static void migrate_usage(FILE *f) {
           "                         default: separate destination buffers\n"
           "  --verify               check every byte of every slot afterwards; exit 1 if wrong\n"
           "  --gpus_per_node N      node size for choosing senders (default: all on one node)\n"
+          "  --relabel              renumber MAP's devices (nodes kept whole) per layer so that\n"
+          "                         the fewest copies move; each layer's balance is unchanged\n"
           "  --no_align             keep MAP's slot order (default: experts that stay on a rank\n"
           "                         keep their slot; routing follows the table either way)\n"
           "  --num_experts E        number of logical experts (default: largest id + 1)\n"
@@ -58,7 +60,7 @@ static void migrate_usage(FILE *f) {
 /* ---- command line ---- */
 
 enum { OPT_FROM = 256, OPT_TO, OPT_BYTES, OPT_TENSORS, OPT_IN_PLACE, OPT_VERIFY, OPT_NODE,
-       OPT_NO_ALIGN, OPT_EXPERTS, OPT_DRY, OPT_CORRUPT };
+       OPT_NO_ALIGN, OPT_EXPERTS, OPT_DRY, OPT_CORRUPT, OPT_RELABEL };
 
 static const struct option migrate_options[] = {
     {"from", required_argument, NULL, OPT_FROM},
@@ -78,6 +80,7 @@ static const struct option migrate_options[] = {
     {"dry-run", no_argument, NULL, OPT_DRY},
     {"dry_run", no_argument, NULL, OPT_DRY},
     {"corrupt", no_argument, NULL, OPT_CORRUPT},
+    {"relabel", no_argument, NULL, OPT_RELABEL},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -138,6 +141,7 @@ static int migrate_parse(int argc, char **argv, migrate_args *a) {
     case OPT_NO_ALIGN: a->opts.align = 0; break;
     case OPT_DRY: a->dry_run = 1; break;
     case OPT_CORRUPT: a->corrupt = 1; break;
+    case OPT_RELABEL: a->opts.relabel = 1; break;
     case OPT_EXPERTS: rc = cli_parse_i64(CMD, "num_experts", optarg, 1, INT32_MAX, &a->num_experts); break;
     case OPT_NODE:
       if (!(rc = cli_parse_i64(CMD, "gpus_per_node", optarg, 1, INT32_MAX, &v)))

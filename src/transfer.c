@@ -229,6 +229,8 @@ int eplb_transfer_plan_ex(const eplb_placement *from, const eplb_placement *to,
   planner pl;
   memset(&pl, 0, sizeof pl);
   rc = eplb_placement_clone(to, &plan->to);
+  if (!rc && o.relabel)
+    rc = eplb_placement_relabel(plan->to, from, o.gpus_per_node);
   if (!rc && o.align)
     rc = eplb_placement_align(plan->to, from);
   if (!rc && !plan->to->log2phy)

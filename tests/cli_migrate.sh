@@ -57,7 +57,15 @@ done
 "$EPLB" migrate --dry-run --from "$M/map_g4_hier_4x16_r24.json" --to "$M/map_g4_hier_4x16_r24.json" \
   >"$T/same.json" && jq -e '.receives == 0 and .keeps == .slots' "$T/same.json" >/dev/null && ok ||
   bad "nothing moves between equal maps"
+# --relabel: never more copies, and none at all for a map that only renumbers the devices
+for map in map_g4_hier_4x16_r24 map_g8_skewed_6x32_r64; do
+  a=$("$EPLB" migrate --dry-run --from initial --to "$M/$map.json" | jq .receives)
+  b=$("$EPLB" migrate --dry-run --from initial --to "$M/$map.json" --relabel | jq .receives)
+  [ -n "$a" ] && [ -n "$b" ] && [ "$b" -le "$a" ] && ok || bad "$map: --relabel moves $b, plain $a"
+done
 rotate "$M/map_g4_hier_4x16_r24.json" >"$T/rot4.json"
+"$EPLB" migrate --dry-run --from "$M/map_g4_hier_4x16_r24.json" --to "$T/rot4.json" --relabel |
+  jq -e '.receives == 0 and .keeps == .slots' >/dev/null && ok || bad "--relabel undoes a rotation"
 "$EPLB" migrate --dry-run --from "$M/map_g4_hier_4x16_r24.json" --to "$T/rot4.json" --in_place \
   >"$T/rot.json" &&
   jq -e --argjson w "$(needed_between "$M/map_g4_hier_4x16_r24.json" "$T/rot4.json")" \
@@ -79,6 +87,7 @@ run_ok 2 --from initial --to "$M/map_g2_2x6_r8.json" --expert_bytes 4096 --tenso
 run_ok 4 --from initial --to "$M/map_g4_hier_4x16_r24.json" --expert_bytes 8192,4096,64
 run_ok 8 --from initial --to "$M/map_g8_skewed_6x32_r64.json" --expert_bytes 2048,16
 run_ok 8 --from initial --to "$M/map_g8_seed_1x32_r40.json" --expert_bytes 1000 --gpus_per_node 4
+run_ok 8 --from initial --to "$M/map_g8_skewed_6x32_r64.json" --expert_bytes 999 --relabel --gpus_per_node 2
 run_ok 4 --from "$M/map_g4_hier_4x16_r24.json" --to "$T/rot4.json" --expert_bytes 3000,7 --in_place
 run_ok 4 --from "$T/rot4.json" --to "$M/map_g4_hier_4x16_r24.json" --expert_bytes 512 --no_align
 rotate "$M/map_g8_skewed_6x32_r64.json" >"$T/rot8.json"

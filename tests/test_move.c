@@ -200,6 +200,129 @@ static void align_rejects_shape_mismatch_and_leaves_to_unchanged(void **state) {
   eplb_placement_free(a), eplb_placement_free(b);
 }
 
+/* ---- relabelling ---- */
+
+/* Distinct experts new device d (list `to_dev`, St slots) shares with old device list `old`. */
+static int64_t shared(const int32_t *to_dev, int32_t St, const int32_t *old, int32_t Sf) {
+  int64_t n = 0;
+  for (int32_t i = 0; i < St; i++) {
+    int first = 1, held = 0;
+    for (int32_t j = 0; j < i; j++)
+      first &= to_dev[j] != to_dev[i];
+    for (int32_t j = 0; j < Sf; j++)
+      held |= old[j] == to_dev[i];
+    n += first && held;
+  }
+  return n;
+}
+
+/* Best overlap of layer l over every node-preserving permutation of to's devices (brute force
+ * over all G! permutations, keeping those that send each node's devices to one node). */
+static int64_t brute_best(const eplb_placement *from, const eplb_placement *to, int32_t l,
+                          int32_t P) {
+  int32_t G = to->num_gpus, St = to->num_slots / G, Sf = from->num_slots / G, perm[8];
+  for (int32_t i = 0; i < G; i++)
+    perm[i] = i;
+  int64_t best = -1;
+  for (;;) {
+    int whole = 1; /* perm[d] = the old rank new device d goes to */
+    for (int32_t d = 0; d < G; d++)
+      whole &= perm[d] / P == perm[d - d % P] / P;
+    if (whole) {
+      int64_t sum = 0;
+      for (int32_t d = 0; d < G; d++)
+        sum += shared(to->phy2log + (size_t)l * to->num_slots + d * St, St,
+                      from->phy2log + (size_t)l * from->num_slots + perm[d] * Sf, Sf);
+      best = sum > best ? sum : best;
+    }
+    int32_t i = G - 2; /* next permutation in lexicographic order */
+    while (i >= 0 && perm[i] > perm[i + 1])
+      i--;
+    if (i < 0)
+      break;
+    int32_t j = G - 1;
+    while (perm[j] < perm[i])
+      j--;
+    int32_t t = perm[i];
+    perm[i] = perm[j], perm[j] = t;
+    for (int32_t a = i + 1, b = G - 1; a < b; a++, b--)
+      t = perm[a], perm[a] = perm[b], perm[b] = t;
+  }
+  return best;
+}
+
+static void relabel_finds_the_best_node_preserving_renumbering(void **state) {
+  (void)state;
+  uint64_t rng = 21;
+  const int32_t shapes[][3] = {{4, 4, 4}, {4, 2, 3}, {6, 3, 2}, {6, 2, 4}, {6, 6, 3}, {8, 4, 2}};
+  for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+    int32_t G = shapes[c][0], P = shapes[c][1], S = shapes[c][2], E = G * S - G / 2;
+    eplb_placement *from = tm_random_placement(2, E, G, S, &rng);
+    eplb_placement *to = tm_random_placement(2, E, G, S + (int32_t)(c % 2), &rng), *orig = NULL;
+    assert_int_equal(eplb_placement_clone(to, &orig), 0);
+    assert_int_equal(eplb_placement_relabel(to, from, P), 0);
+    int32_t St = to->num_slots / G;
+    for (int32_t l = 0; l < 2; l++) {
+      int64_t got = 0;
+      for (int32_t d = 0; d < G; d++)
+        got += shared(to->phy2log + (size_t)l * to->num_slots + d * St, St,
+                      from->phy2log + (size_t)l * from->num_slots + d * S, S);
+      assert_int_equal(got, brute_best(from, orig, l, P));
+      /* The device lists are the original ones, each used once, nodes kept whole. */
+      int used[8] = {0}, src_node[8];
+      for (int32_t d = 0; d < G; d++) {
+        int32_t match = -1;
+        for (int32_t o = 0; o < G && match < 0; o++)
+          if (!used[o] && !memcmp(to->phy2log + (size_t)l * to->num_slots + d * St,
+                                  orig->phy2log + (size_t)l * to->num_slots + o * St,
+                                  (size_t)St * sizeof(int32_t)))
+            match = o;
+        assert_true(match >= 0);
+        used[match] = 1;
+        src_node[d] = match / P;
+        assert_int_equal(src_node[d], src_node[d - d % P]);
+      }
+    }
+    assert_int_equal(eplb_placement_validate(to, 0), 0);
+    /* Fewer or equal receives than without relabelling. */
+    eplb_transfer_opts o;
+    eplb_transfer_opts_init(&o);
+    o.gpus_per_node = P;
+    eplb_transfer *plain = NULL, *re = NULL;
+    assert_int_equal(eplb_transfer_plan_ex(from, orig, &o, &plain), 0);
+    o.relabel = 1;
+    assert_int_equal(eplb_transfer_plan_ex(from, orig, &o, &re), 0);
+    assert_true(re->stats.receives <= plain->stats.receives);
+    assert_int_equal(re->stats.receives, tm_needed_receives(from, re->to));
+    simulate_plan(re, from);
+    eplb_transfer_free(plain), eplb_transfer_free(re);
+    eplb_placement_free(from), eplb_placement_free(to), eplb_placement_free(orig);
+  }
+}
+
+static void relabel_of_a_renumbered_layout_moves_nothing(void **state) {
+  (void)state;
+  uint64_t rng = 5;
+  eplb_placement *from = tm_random_placement(3, 20, 8, 4, &rng), *to = NULL;
+  assert_int_equal(eplb_placement_clone(from, &to), 0);
+  for (int32_t l = 0; l < 3; l++) /* swap the two nodes of 4, reverse devices inside them */
+    for (int32_t d = 0; d < 8; d++)
+      memcpy(to->phy2log + l * 32 + d * 4,
+             from->phy2log + l * 32 + ((d + 4) % 8 / 4 * 4 + 3 - d % 4) * 4, 4 * sizeof(int32_t));
+  assert_int_equal(eplb_placement_build_index(to), 0);
+  eplb_transfer_opts o;
+  eplb_transfer_opts_init(&o);
+  o.gpus_per_node = 4;
+  o.relabel = 1;
+  eplb_transfer *plan = NULL;
+  assert_int_equal(eplb_transfer_plan_ex(from, to, &o, &plan), 0);
+  assert_int_equal(plan->stats.receives, 0);
+  assert_int_equal(plan->stats.keeps, plan->stats.slots);
+  eplb_transfer_free(plan);
+  assert_int_equal(eplb_placement_relabel(to, from, 3), EPLB_EINVAL);
+  eplb_placement_free(from), eplb_placement_free(to);
+}
+
 /* ---- transfer plans ---- */
 
 static void plan_receives_are_minimal_on_random_pairs(void **state) {
@@ -404,6 +527,8 @@ int main(void) {
       cmocka_unit_test(initial_rejects_bad_sizes),
       cmocka_unit_test(align_keeps_every_staying_expert_in_its_slot),
       cmocka_unit_test(align_rejects_shape_mismatch_and_leaves_to_unchanged),
+      cmocka_unit_test(relabel_finds_the_best_node_preserving_renumbering),
+      cmocka_unit_test(relabel_of_a_renumbered_layout_moves_nothing),
       cmocka_unit_test(plan_receives_are_minimal_on_random_pairs),
       cmocka_unit_test(plan_with_nothing_moving_keeps_every_slot),
       cmocka_unit_test(plan_with_everything_moving_receives_every_slot),

@@ -37,6 +37,20 @@ EPLB_API int eplb_placement_initial(int32_t num_layers, int32_t num_experts, int
  *         EPLB_ENOMEM. On failure `to` is unchanged. */
 EPLB_API int eplb_placement_align(eplb_placement *to, const eplb_placement *from);
 
+/* Renumbers, layer by layer, the devices of `to` so that it shares as much as possible with
+ * `from`: the device lists of `to` are permuted (a whole list moves to another device) to
+ * maximise the number of (device, expert) pairs both layouts hold, which minimises the copies a
+ * transfer plan must move. Each layer's set of device lists is unchanged, so its balance is the
+ * same; only which rank serves which list changes (routing follows log2phy, which is rebuilt).
+ * Nodes stay whole: with gpus_per_node P (0 = one node) the devices of a new node all go to one
+ * old node, so a hierarchical plan keeps its groups on one node. The choice is optimal: an
+ * assignment of devices within each pair of nodes, then of nodes (Hungarian algorithm,
+ * O(G^2 P + N^3) per layer for N nodes), deterministic. Slot counts may differ.
+ * @return 0, EPLB_EINVAL (NULL, shapes differ, P does not divide G), EPLB_EINVALID (an expert
+ *         id out of range), EPLB_ENOMEM. On failure `to` is unchanged. */
+EPLB_API int eplb_placement_relabel(eplb_placement *to, const eplb_placement *from,
+                                    int32_t gpus_per_node);
+
 /* ---- transfer plans ---- */
 
 /* What fills one slot of the new layout. */
@@ -62,6 +76,8 @@ typedef struct eplb_xfer {
 typedef struct eplb_transfer_opts {
   int32_t gpus_per_node; /* node size for choosing senders; 0 (default) = all ranks on one node */
   int align;             /* 1 (default): plan for eplb_placement_align(to, from) */
+  int relabel;           /* 1: plan for eplb_placement_relabel(to, from, gpus_per_node) first
+                            (default 0: each rank gets the device lists `to` gives it) */
 } eplb_transfer_opts;
 
 /* Counts of a plan (whole plan unless said otherwise). Bytes are counts times the bytes one
@@ -97,7 +113,7 @@ typedef struct eplb_transfer {
   eplb_transfer_stats stats;
 } eplb_transfer;
 
-/* Fills `opts` with the defaults (one node, align on). */
+/* Fills `opts` with the defaults (one node, align on, relabel off). */
 EPLB_API void eplb_transfer_opts_init(eplb_transfer_opts *opts);
 
 /* Plans how to turn layout `from` into layout `to` with default options
@@ -106,8 +122,8 @@ EPLB_API int eplb_transfer_plan(const eplb_placement *from, const eplb_placement
                                 eplb_transfer **out);
 
 /* Plans how to turn layout `from` into layout `to` (L, E, G equal; slot counts may differ). For
- * each slot of `to` (aligned to `from` first unless opts->align == 0; the plan keeps its own
- * copy, `to` is not modified): KEEP when the same slot position already holds the expert, LOCAL
+ * each slot of `to` (relabelled when opts->relabel, then aligned to `from` unless opts->align
+ * == 0; the plan keeps its own copy in plan->to, `to` is not modified): KEEP when the same slot position already holds the expert, LOCAL
  * when another slot of the same rank holds it, DUP when the rank receives that expert for an
  * earlier slot of the same layer, else RECV from a rank holding it in `from`. The number of
  * RECVs is minimal: one per (rank, expert) pair of `to` whose rank lacks the expert in `from`.
