@@ -56,7 +56,9 @@ typedef void (*eplb_migrate_progress)(const eplb_migrate_info *info, void *user)
  * overlap in time), which must not exceed the communicator's MPI_TAG_UB (at least 32767).
  * MPI errors are returned, not aborted on: the work runs on a duplicate of `comm` with
  * MPI_ERRORS_RETURN. Argument checks are agreed on by all ranks before any transfer, so a bad
- * argument on one rank makes every rank return the same code without moving anything.
+ * argument on one rank makes every rank return the same code without moving anything; the ranks
+ * also agree after each layer (one MPI_Allreduce), so all stop after the first failed layer.
+ * The staging area is allocated per call and freed before returning.
  * progress may be NULL.
  * @return 0 on every rank, or the same negative code on every rank: EPLB_EINVAL (bad argument:
  *         NULL, sizes, rank, in place with different slot counts, strides), EPLB_ERANGE (a tag

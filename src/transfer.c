@@ -9,6 +9,7 @@
 typedef struct planner {
   const eplb_placement *from;
   const eplb_placement *to;
+  const eplb_placement *to_given; /* `to` as the caller gave it: the upstream way's target */
   int32_t G, Sf, St, E, node; /* devices, slots per device (old, new), experts, node size */
   int32_t *first;             /* [G*E] first old slot of expert e on rank d, -1 if none */
   int32_t *got;               /* [G*E] new slot where rank d first receives e, -1 if none */
@@ -128,6 +129,7 @@ static int plan_layer(planner *pl, int32_t l, eplb_xfer *x, uint8_t *needed,
                       eplb_transfer_stats *st) {
   const int32_t *old = pl->from->phy2log + (size_t)l * pl->from->num_slots;
   const int32_t *row = pl->to->phy2log + (size_t)l * pl->to->num_slots;
+  const int32_t *given = pl->to_given->phy2log + (size_t)l * pl->to->num_slots;
   int32_t G = pl->G, E = pl->E, Sf = pl->Sf, St = pl->St;
   for (size_t i = 0; i < (size_t)G * E; i++)
     pl->first[i] = pl->got[i] = -1;
@@ -139,14 +141,16 @@ static int plan_layer(planner *pl, int32_t l, eplb_xfer *x, uint8_t *needed,
     int32_t d = s / St, i = s % St, e = row[s];
     eplb_xfer *t = &x[s];
     t->layer = l, t->dst_slot = s, t->expert = e, t->src_rank = d;
-    int32_t home = -1; /* upstream: the expert's first slot in the old layout */
+    /* Upstream fetches slot s of the map as given from its expert's home: the first rank
+     * holding it in the old layout. */
+    int32_t home = -1;
     for (int32_t r = 0; r < G && home < 0; r++)
-      if (pl->first[(size_t)r * E + e] >= 0)
+      if (pl->first[(size_t)r * E + given[s]] >= 0)
         home = r;
     if (home < 0)
       return eplb__err(EPLB_EINVALID, "transfer plan: layer %lld: expert %d of the new layout has "
                                       "no slot in the old one",
-                       (long long)pl->to->layer_ids[l], e);
+                       (long long)pl->to->layer_ids[l], given[s]);
     if (home != d) {
       pl->up_sent[home]++;
       st->upstream_remote++;
@@ -182,9 +186,9 @@ static int plan_layer(planner *pl, int32_t l, eplb_xfer *x, uint8_t *needed,
 
 /* Allocates the planner's scratch; returns 0 or EPLB_ENOMEM. */
 static int planner_init(planner *pl, const eplb_placement *from, const eplb_placement *to,
-                        int32_t node) {
+                        const eplb_placement *to_given, int32_t node) {
   memset(pl, 0, sizeof *pl);
-  pl->from = from, pl->to = to;
+  pl->from = from, pl->to = to, pl->to_given = to_given;
   pl->G = from->num_gpus, pl->E = from->num_experts;
   pl->Sf = from->num_slots / pl->G, pl->St = to->num_slots / pl->G;
   pl->node = node > 0 ? node : pl->G;
@@ -236,7 +240,7 @@ int eplb_transfer_plan_ex(const eplb_placement *from, const eplb_placement *to,
   if (!rc && !plan->to->log2phy)
     rc = eplb_placement_build_index(plan->to);
   if (!rc)
-    rc = planner_init(&pl, from, plan->to, o.gpus_per_node);
+    rc = planner_init(&pl, from, plan->to, to, o.gpus_per_node);
   int32_t L = from->num_layers;
   plan->num_layers = L, plan->num_gpus = from->num_gpus;
   plan->from_slots = from->num_slots, plan->to_slots = to->num_slots;

@@ -293,6 +293,9 @@ static void relabel_finds_the_best_node_preserving_renumbering(void **state) {
     o.relabel = 1;
     assert_int_equal(eplb_transfer_plan_ex(from, orig, &o, &re), 0);
     assert_true(re->stats.receives <= plain->stats.receives);
+    /* The upstream way's figures describe the map as given, relabelled or not. */
+    assert_int_equal(re->stats.upstream_remote, plain->stats.upstream_remote);
+    assert_int_equal(re->stats.upstream_max_sent, plain->stats.upstream_max_sent);
     assert_int_equal(re->stats.receives, tm_needed_receives(from, re->to));
     simulate_plan(re, from);
     eplb_transfer_free(plain), eplb_transfer_free(re);

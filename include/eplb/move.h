@@ -89,7 +89,8 @@ typedef struct eplb_transfer_stats {
   int64_t receives;        /* EPLB_XFER_RECV slots: expert copies sent over the network */
   int64_t upstream_copies; /* what upstream moves: every target slot fetched from the expert's
                               home rank (its first slot in `from`), local ones included = slots */
-  int64_t upstream_remote; /* of those, fetches whose home rank is another rank */
+  int64_t upstream_remote; /* of those, fetches whose home rank is another rank; upstream_* count
+                              the map `to` as given (not relabelled) */
   int64_t max_sent;        /* the largest number of copies one rank sends (all layers) */
   int64_t max_received;    /* the largest number of copies one rank receives (all layers) */
   int64_t upstream_max_sent; /* the same for upstream's way: the most copies one home rank
