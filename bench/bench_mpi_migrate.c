@@ -101,7 +101,7 @@ static int bench_bandwidth(int reps) {
            "rank; per-rank GB/s, best of %d\n"
            "%12s %12s %12s %8s %12s %8s %s\n",
            g_size, LAYERS, k, reps, "message", "Sendrecv", "migrate", "ratio", "in place",
-           "ratio", "goal");
+           "ratio", "goal (out of place)");
   int fail = 0;
   for (size_t m = 0; m < N_MSG && !fail; m++) {
     size_t bytes = MSG_BYTES[m];

@@ -7,6 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 B=$(cd "${1:-$here/../build}" && pwd)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+[ "$(nproc)" -ge 4 ] || echo "(4 ranks on $(nproc) cores are oversubscribed: their GB/s measure the CPU share)"
 mpirun --oversubscribe -np 4 "$B/bench/bench_mpi_migrate"
 T=$(mktemp -d /tmp/eplb_bench_migrate.XXXXXX)
 trap 'rm -rf "$T"' EXIT

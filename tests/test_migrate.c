@@ -25,6 +25,7 @@ typedef struct mcase {
   size_t pad[MAX_TENSORS];   /* stride - expert_bytes */
   int in_place;
   int align;
+  int relabel;
   int calls;                 /* progress callbacks */
   eplb_migrate_info last;    /* the last progress report */
 } mcase;
@@ -75,6 +76,7 @@ static eplb_transfer_stats run_case(const eplb_placement *from, const eplb_place
   eplb_transfer_opts o;
   eplb_transfer_opts_init(&o);
   o.align = c->align;
+  o.relabel = c->relabel;
   eplb_transfer *plan = NULL;
   assert_int_equal(eplb_transfer_plan_ex(from, to, &o, &plan), 0);
   int32_t L = from->num_layers, G = from->num_gpus;
@@ -113,7 +115,11 @@ static eplb_transfer_stats run_case(const eplb_placement *from, const eplb_place
                          c->bytes[t], c->bytes[t] + c->pad[t], c->in_place ? PAD_BYTE : EMPTY_BYTE);
     }
   assert_int_equal(sum_all(bad), 0);
-  assert_int_equal(plan->stats.receives, tm_needed_receives(from, to));
+  /* plan->to is `to` with each device's slots reordered (and devices renumbered when
+   * relabelled, which the unit tests check); the count is over what the plan produces. */
+  assert_int_equal(plan->stats.receives, tm_needed_receives(from, plan->to));
+  if (!c->relabel)
+    assert_int_equal(plan->stats.receives, tm_needed_receives(from, to));
   assert_int_equal(sum_all(c->last.bytes_received), plan->stats.receives * (int64_t)copy_bytes);
   assert_int_equal(sum_all(c->last.bytes_sent), plan->stats.receives * (int64_t)copy_bytes);
   assert_int_equal(c->calls, L);
@@ -149,6 +155,51 @@ static void initial_to_a_plans_map_out_of_place(void **state) {
   mcase c = three_tensors(0);
   eplb_transfer_stats st = run_case(from, to, &c);
   assert_true(st.receives > 0);
+  eplb_placement_free(from), eplb_placement_free(to);
+}
+
+/* The real thing: initial layout -> eplb_plan's deepseek map of the OLMoE counts in examples/,
+ * for this run's rank count, plain and relabelled. */
+static void initial_to_a_deepseek_plan_of_examples(void **state) {
+  (void)state;
+  eplb_loads *loads = NULL;
+  eplb_placement *from = NULL, *to = NULL;
+  assert_int_equal(eplb_loads_read_file(EPLB_TEST_DATA "/../../examples/token_collects_all.json",
+                                        0, &loads),
+                   0);
+  eplb_params p;
+  eplb_params_init(&p);
+  p.num_gpus = g_size, p.num_replicas = loads->num_experts + 2 * g_size;
+  p.num_groups = 8, p.num_nodes = 1;
+  assert_int_equal(eplb_plan(loads, &p, &to), 0);
+  assert_int_equal(eplb_placement_initial(to->num_layers, to->num_experts, g_size,
+                                          to->num_experts / g_size, &from),
+                   0);
+  memcpy(from->layer_ids, to->layer_ids, (size_t)to->num_layers * sizeof *to->layer_ids);
+  mcase c = three_tensors(0);
+  eplb_transfer_stats st = run_case(from, to, &c);
+  assert_true(st.receives < st.upstream_copies);
+  c.relabel = 1;
+  eplb_transfer_stats re = run_case(from, to, &c);
+  assert_true(re.receives <= st.receives);
+  /* An online re-balance in place: the map of these counts -> the map of the counts with the
+   * experts' loads reversed (same slot count). */
+  eplb_placement *to2 = NULL;
+  int32_t E = loads->num_experts;
+  for (int32_t l = 0; l < loads->num_layers; l++)
+    for (int32_t e = 0; e < E / 2; e++) {
+      double t = loads->load[l * E + e];
+      loads->load[l * E + e] = loads->load[l * E + E - 1 - e], loads->load[l * E + E - 1 - e] = t;
+    }
+  assert_int_equal(eplb_plan(loads, &p, &to2), 0);
+  for (c.relabel = 0; c.relabel < 2; c.relabel++) {
+    mcase d = three_tensors(1);
+    d.relabel = c.relabel;
+    eplb_transfer_stats sw = run_case(to, to2, &d);
+    assert_true(sw.receives > 0);
+  }
+  eplb_placement_free(to2);
+  eplb_loads_free(loads);
   eplb_placement_free(from), eplb_placement_free(to);
 }
 
@@ -291,6 +342,7 @@ int main(int argc, char **argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &g_size);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(initial_to_a_plans_map_out_of_place),
+      cmocka_unit_test(initial_to_a_deepseek_plan_of_examples),
       cmocka_unit_test(random_pairs_in_place),
       cmocka_unit_test(random_pairs_out_of_place_with_other_slot_counts),
       cmocka_unit_test(everything_moving),
