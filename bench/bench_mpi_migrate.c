@@ -221,6 +221,7 @@ static int bench_copies(void) {
   return 0;
 }
 
+/* Runs part 1 on every rank, then part 2 on rank 0. */
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);

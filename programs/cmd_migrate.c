@@ -135,14 +135,18 @@ static int migrate_parse(int argc, char **argv, migrate_args *a) {
     case OPT_FROM: a->from = optarg; break;
     case OPT_TO: a->to = optarg; break;
     case OPT_BYTES: rc = parse_bytes(optarg, a); break;
-    case OPT_TENSORS: rc = cli_parse_i64(CMD, "tensors", optarg, 1, MAX_TENSORS, &a->tensors_flag); break;
+    case OPT_TENSORS:
+      rc = cli_parse_i64(CMD, "tensors", optarg, 1, MAX_TENSORS, &a->tensors_flag);
+      break;
     case OPT_IN_PLACE: a->in_place = 1; break;
     case OPT_VERIFY: a->verify = 1; break;
     case OPT_NO_ALIGN: a->opts.align = 0; break;
     case OPT_DRY: a->dry_run = 1; break;
     case OPT_CORRUPT: a->corrupt = 1; break;
     case OPT_RELABEL: a->opts.relabel = 1; break;
-    case OPT_EXPERTS: rc = cli_parse_i64(CMD, "num_experts", optarg, 1, INT32_MAX, &a->num_experts); break;
+    case OPT_EXPERTS:
+      rc = cli_parse_i64(CMD, "num_experts", optarg, 1, INT32_MAX, &a->num_experts);
+      break;
     case OPT_NODE:
       if (!(rc = cli_parse_i64(CMD, "gpus_per_node", optarg, 1, INT32_MAX, &v)))
         a->opts.gpus_per_node = (int32_t)v;
@@ -438,6 +442,7 @@ done:
   return status;
 }
 
+/* `eplb migrate`: the dry run here, the MPI run in run_mpi(). */
 int cmd_migrate(int argc, char **argv) {
   migrate_args a;
   int rc = migrate_parse(argc, argv, &a);

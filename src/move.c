@@ -85,6 +85,7 @@ static int check_ids(const eplb_placement *p, const char *what) {
   return 0;
 }
 
+/* Aligns every device of `to` to the same device of `from` (contract in eplb/move.h). */
 int eplb_placement_align(eplb_placement *to, const eplb_placement *from) {
   if (!to || !from || !to->phy2log || !from->phy2log)
     return eplb__err(EPLB_EINVAL, "align: NULL placement");

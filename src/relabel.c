@@ -115,7 +115,9 @@ static void overlaps(const int32_t *row_to, int32_t St, const int32_t *row_from,
   }
 }
 
-int eplb_placement_relabel(eplb_placement *to, const eplb_placement *from, int32_t gpus_per_node) {
+/* Renumbers the devices of `to`, layer by layer, to overlap `from` the most. */
+int eplb_placement_relabel(eplb_placement *to, const eplb_placement *from,
+                           int32_t gpus_per_node) {
   if (!to || !from || !to->phy2log || !from->phy2log)
     return eplb__err(EPLB_EINVAL, "relabel: NULL placement");
   if (to->num_layers != from->num_layers || to->num_experts != from->num_experts ||

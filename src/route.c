@@ -23,6 +23,7 @@ static int32_t pick_local(const int32_t *slots, int32_t cnt, size_t i, int32_t r
   return slots[0]; /* unreachable: pick < n */
 }
 
+/* Routes n tokens of one layer to physical slots (contract in eplb/move.h). */
 int eplb_route_nodes(const eplb_placement *p, int32_t layer, const int32_t *logical_ids, size_t n,
                      int32_t *physical_slots, eplb_route_mode mode, int32_t rank,
                      int32_t gpus_per_node) {
@@ -56,6 +57,7 @@ int eplb_route_nodes(const eplb_placement *p, int32_t layer, const int32_t *logi
   return 0;
 }
 
+/* Routes with all ranks on one node. */
 int eplb_route(const eplb_placement *p, int32_t layer, const int32_t *logical_ids, size_t n,
                int32_t *physical_slots, eplb_route_mode mode, int32_t rank) {
   return eplb_route_nodes(p, layer, logical_ids, n, physical_slots, mode, rank, 0);

@@ -28,6 +28,7 @@ void eplb_transfer_opts_init(eplb_transfer_opts *opts) {
   opts->align = 1;
 }
 
+/* Releases a plan, its xfers, its marks and its own copy of the new layout. */
 void eplb_transfer_free(eplb_transfer *plan) {
   if (!plan)
     return;
@@ -37,18 +38,21 @@ void eplb_transfer_free(eplb_transfer *plan) {
   free(plan);
 }
 
+/* Points at layer `layer`'s row of xfers. */
 const eplb_xfer *eplb_transfer_layer(const eplb_transfer *plan, int32_t layer) {
   if (!plan || layer < 0 || layer >= plan->num_layers)
     return NULL;
   return plan->xfers + (size_t)layer * (size_t)plan->to_slots;
 }
 
+/* Bytes over the network: one copy per receive. */
 int64_t eplb_transfer_plan_bytes(const eplb_transfer *plan, int64_t bytes_per_copy) {
   if (!plan || bytes_per_copy < 0)
     return 0;
   return plan->stats.receives * bytes_per_copy;
 }
 
+/* Counts the copies rank `rank` stages in layer `layer` when moving in place. */
 int32_t eplb_transfer_staging_slots(const eplb_transfer *plan, int32_t layer, int32_t rank) {
   const eplb_xfer *x = eplb_transfer_layer(plan, layer);
   if (!x || rank < 0 || rank >= plan->num_gpus)
@@ -102,8 +106,16 @@ static int check_shapes(const eplb_placement *from, const eplb_placement *to, in
 
 /* ---- choosing a sender ---- */
 
+/* Whether candidate sender r beats the best so far (b) for a receiver: fewer sends in this
+ * layer, then fewer sends in all layers (the node rule is applied by the caller). */
+static int fewer_sends(const planner *pl, int32_t r, int32_t b) {
+  if (pl->sent_layer[r] != pl->sent_layer[b])
+    return pl->sent_layer[r] < pl->sent_layer[b];
+  return pl->sent_total[r] < pl->sent_total[b];
+}
+
 /* Picks the rank that sends expert e to rank `dst` (see eplb_transfer_plan_ex for the rule), or
- * -1 when no rank holds e. */
+ * -1 when no rank holds e. Candidates are visited from dst+1 on, so the first wins ties. */
 static int32_t pick_sender(const planner *pl, int32_t e, int32_t dst) {
   int32_t best = -1, best_near = 0;
   for (int32_t i = 1; i <= pl->G; i++) {
@@ -111,10 +123,7 @@ static int32_t pick_sender(const planner *pl, int32_t e, int32_t dst) {
     if (pl->first[(size_t)r * pl->E + e] < 0)
       continue;
     int32_t near = r / pl->node == dst / pl->node;
-    if (best < 0 || near > best_near ||
-        (near == best_near &&
-         (pl->sent_layer[r] < pl->sent_layer[best] ||
-          (pl->sent_layer[r] == pl->sent_layer[best] && pl->sent_total[r] < pl->sent_total[best])))) {
+    if (best < 0 || near > best_near || (near == best_near && fewer_sends(pl, r, best))) {
       best = r;
       best_near = near;
     }
@@ -211,10 +220,13 @@ static void planner_free(planner *pl) {
   free(pl->recv_total), free(pl->up_sent);
 }
 
-int eplb_transfer_plan(const eplb_placement *from, const eplb_placement *to, eplb_transfer **out) {
+/* Plans with the default options. */
+int eplb_transfer_plan(const eplb_placement *from, const eplb_placement *to,
+                       eplb_transfer **out) {
   return eplb_transfer_plan_ex(from, to, NULL, out);
 }
 
+/* Plans the move from `from` to `to`: relabel and align a copy of `to`, then each layer. */
 int eplb_transfer_plan_ex(const eplb_placement *from, const eplb_placement *to,
                           const eplb_transfer_opts *opts, eplb_transfer **out) {
   if (!out)

@@ -1,4 +1,4 @@
-/* eplb/move.h - Step 3, move: initial placements, transfer plans between placements, routing tables.
+/* eplb/move.h - Step 3, move: initial placements, transfer plans between placements, routing.
  * Included by eplb.h; may be included on its own. The MPI executor of a transfer plan is
  * eplb_mpi_migrate() in eplb_mpi.h.
  *
@@ -122,17 +122,19 @@ EPLB_API void eplb_transfer_opts_init(eplb_transfer_opts *opts);
 EPLB_API int eplb_transfer_plan(const eplb_placement *from, const eplb_placement *to,
                                 eplb_transfer **out);
 
-/* Plans how to turn layout `from` into layout `to` (L, E, G equal; slot counts may differ). For
- * each slot of `to` (relabelled when opts->relabel, then aligned to `from` unless opts->align
- * == 0; the plan keeps its own copy in plan->to, `to` is not modified): KEEP when the same slot position already holds the expert, LOCAL
- * when another slot of the same rank holds it, DUP when the rank receives that expert for an
- * earlier slot of the same layer, else RECV from a rank holding it in `from`. The number of
- * RECVs is minimal: one per (rank, expert) pair of `to` whose rank lacks the expert in `from`.
+/* Plans how to turn layout `from` into layout `to` (L, E, G and layer ids equal; slot counts may
+ * differ). The plan keeps its own copy of `to` in plan->to (relabelled when opts->relabel, then
+ * aligned to `from` unless opts->align == 0); `to` itself is not modified. Each slot of plan->to
+ * is KEEP when the same slot position already holds the expert, LOCAL when another slot of the
+ * same rank holds it, DUP when the rank receives that expert for an earlier slot of the same
+ * layer, else RECV from a rank holding it in `from`. The number of RECVs is minimal: one per
+ * (rank, expert) pair of plan->to whose rank lacks the expert in `from`.
  * Senders are spread: slots are visited in ascending order and each receive takes, among the
  * ranks holding the expert, one on the receiver's node when there is one, then the one with
  * the fewest sends in this layer, then the fewest sends so far in all layers, then the first
  * in the order receiver+1, receiver+2, ... (mod G). The sender reads its first slot holding
- * the expert. Both placements need their index (eplb_placement_build_index). opts may be NULL.
+ * the expert. `to` need not hold every expert (a partial layout is planned as it is); every
+ * expert it holds must have a slot in `from`. opts may be NULL (defaults).
  * @return 0, EPLB_EINVAL (NULL, shapes differ, gpus_per_node does not divide G), EPLB_EINVALID
  *         (an expert of `to` has no slot in `from`, a bad expert id), EPLB_ENOMEM.
  *         Free with eplb_transfer_free(). */

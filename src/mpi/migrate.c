@@ -243,6 +243,7 @@ static int agree(MPI_Comm comm, int rc, const char *stage) {
   return all;
 }
 
+/* Runs a transfer plan over MPI on this rank (contract in eplb_mpi.h). */
 int eplb_mpi_migrate(MPI_Comm comm, const eplb_transfer *plan, int rank,
                      const eplb_tensor *tensors, size_t n_tensors, eplb_migrate_progress progress,
                      void *user) {
