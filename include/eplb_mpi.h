@@ -36,6 +36,57 @@ EPLB_API int eplb_mpi_gather(const eplb_collector *c, MPI_Comm comm, int root,
 
 /* ---- step 3: migrate ---- */
 
+/* One weight tensor that moves with the experts (w13, w2, their quantization scales...): on
+ * this rank, per layer, an array of slots, each holding one expert's `expert_bytes` bytes. */
+typedef struct eplb_tensor {
+  void *const *src;    /* [L] this rank's slot 0 of the tensor in each layer (old layout) */
+  void *const *dst;    /* [L] slot 0 in the new layout (out of place, must not overlap src);
+                          NULL: move in place within src (then the old and new layouts must
+                          have the same slot count) */
+  size_t expert_bytes; /* bytes of one expert copy, 1 .. INT_MAX */
+  size_t src_stride;   /* bytes from one local slot to the next in src, >= expert_bytes */
+  size_t dst_stride;   /* the same in dst (unused in place) */
+} eplb_tensor;
+
+/* What eplb_mpi_migrate() reports to its progress callback after each layer. */
+typedef struct eplb_migrate_info {
+  int32_t layers_done;    /* layers finished, 1 .. num_layers */
+  int32_t num_layers;     /* L */
+  int64_t bytes_sent;     /* by this rank so far, all tensors */
+  int64_t bytes_received; /* by this rank so far, all tensors */
+  size_t staging_bytes;   /* the staging area this rank allocated (0 out of place) */
+} eplb_migrate_info;
+
+/* Called on every rank after each layer; must not call MPI on the migration's communicator. */
+typedef void (*eplb_migrate_progress)(const eplb_migrate_info *info, void *user);
+
+/* Moves expert weights from the old layout to plan->to, collectively over `comm`, whose rank d
+ * is device d of the plan (the communicator's size must be the plan's G and `rank` this process's
+ * rank in it). All n_tensors tensors move together. Layer by layer: RECVs are posted
+ * (MPI_Irecv), then sends (MPI_Isend) from the unmodified old slots, KEEP and LOCAL copies are
+ * done meanwhile, then everything is waited for, then DUP copies. Every rank posts in ascending
+ * slot order; non-blocking posts cannot deadlock at any rank count.
+ * Out of place, receives land directly in dst and no staging is used. In place, a receive into
+ * a slot whose old content is still needed (sent or copied locally in the same layer) and every
+ * local copy go through one staging area sized for this rank's largest layer
+ * (eplb_transfer_staging_slots times the bytes of one expert in all tensors); the staged copies
+ * are applied after the layer's sends completed, so no slot is overwritten before its old
+ * content was sent. Messages are tagged slot * n_tensors + tensor within a layer (layers never
+ * overlap in time), which must not exceed the communicator's MPI_TAG_UB (at least 32767).
+ * MPI errors are returned, not aborted on: the work runs on a duplicate of `comm` with
+ * MPI_ERRORS_RETURN. Argument checks are agreed on by all ranks before any transfer, so a bad
+ * argument on one rank makes every rank return the same code without moving anything; the ranks
+ * also agree after each layer (one MPI_Allreduce), so all stop after the first failed layer.
+ * The staging area is allocated per call and freed before returning.
+ * progress may be NULL.
+ * @return 0 on every rank, or the same negative code on every rank: EPLB_EINVAL (bad argument:
+ *         NULL, sizes, rank, in place with different slot counts, strides), EPLB_ERANGE (a tag
+ *         or an expert size beyond MPI's limits), EPLB_ENOMEM, EPLB_ECOMM (an MPI call failed;
+ *         the detail has MPI's message; the tensors' contents are then undefined). */
+EPLB_API int eplb_mpi_migrate(MPI_Comm comm, const eplb_transfer *plan, int rank,
+                              const eplb_tensor *tensors, size_t n_tensors,
+                              eplb_migrate_progress progress, void *user);
+
 #ifdef __cplusplus
 }
 #endif
