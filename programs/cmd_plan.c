@@ -36,6 +36,12 @@ static void plan_usage(FILE *f) {
           "  --allow-duplicates     deepseek: reproduce the reference exactly, duplicates included\n"
           "  --hierarchy H          balanced: strict, soft or none (default: strict when N > 1\n"
           "                         and K %% N == 0, else none)\n"
+          "several inputs and re-planning (balanced quality, see eplb/quality.h):\n"
+          "  --objective O          sum (default: plan the summed --input files), mean or max:\n"
+          "                         minimise the mean or the largest over the --input files of\n"
+          "                         the busiest device's load\n"
+          "  --old_map MAP          match the plan to MAP so the fewest expert weights move\n"
+          "  --max_moves N          with --old_map: move at most N weights (default: no limit)\n"
           "output:\n"
           "  --output_path OUT      the map to write (replaced atomically; untouched on error)\n"
           "  --format F             expert_map (default) or full (adds phy2log, logcnt, log2phy)\n"
@@ -58,6 +64,9 @@ enum {
   OPT_HIER,
   OPT_OUTPUT,
   OPT_FORMAT,
+  OPT_OBJECTIVE,
+  OPT_OLD_MAP,
+  OPT_MAX_MOVES,
 };
 
 static const struct option plan_options[] = {
@@ -81,6 +90,11 @@ static const struct option plan_options[] = {
     {"output_path", required_argument, NULL, OPT_OUTPUT},
     {"output-path", required_argument, NULL, OPT_OUTPUT},
     {"format", required_argument, NULL, OPT_FORMAT},
+    {"objective", required_argument, NULL, OPT_OBJECTIVE},
+    {"old_map", required_argument, NULL, OPT_OLD_MAP},
+    {"old-map", required_argument, NULL, OPT_OLD_MAP},
+    {"max_moves", required_argument, NULL, OPT_MAX_MOVES},
+    {"max-moves", required_argument, NULL, OPT_MAX_MOVES},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -94,6 +108,9 @@ typedef struct plan_args {
   int64_t num_experts;
   eplb_map_format format;
   eplb_params params;
+  eplb_objective objective; /* --objective */
+  const char *old_map;      /* --old_map */
+  int64_t max_moves;        /* --max_moves, -1: no limit */
 } plan_args;
 
 /* Parses argv into `a`. @return 0, CLI_EXIT_USAGE, or -1 after --help. */
@@ -102,6 +119,7 @@ static int plan_parse(int argc, char **argv, plan_args *a) {
   eplb_params_init(&a->params);
   a->params.num_groups = 1;
   a->params.num_nodes = 1;
+  a->max_moves = -1;
   int64_t v;
   int c, rc = 0;
   optind = 1;
@@ -167,6 +185,22 @@ static int plan_parse(int argc, char **argv, plan_args *a) {
       else
         return cli_usage_error(CMD, "--format: '%s' is not expert_map or full", optarg);
       break;
+    case OPT_OBJECTIVE:
+      if (!strcmp(optarg, "sum"))
+        a->objective = EPLB_OBJECTIVE_SUM;
+      else if (!strcmp(optarg, "mean"))
+        a->objective = EPLB_OBJECTIVE_MEAN;
+      else if (!strcmp(optarg, "max"))
+        a->objective = EPLB_OBJECTIVE_MAX;
+      else
+        return cli_usage_error(CMD, "--objective: '%s' is not sum, mean or max", optarg);
+      break;
+    case OPT_OLD_MAP:
+      a->old_map = optarg;
+      break;
+    case OPT_MAX_MOVES:
+      rc = cli_parse_i64(CMD, "max_moves", optarg, 0, INT64_MAX, &a->max_moves);
+      break;
     case 'h':
       plan_usage(stdout);
       return -1;
@@ -188,7 +222,40 @@ static int plan_parse(int argc, char **argv, plan_args *a) {
     return cli_usage_error(CMD, "--num_gpus is required");
   if (!a->output)
     return cli_usage_error(CMD, "--output_path is required");
+  if (a->objective != EPLB_OBJECTIVE_SUM && (a->folder || a->old_map))
+    return cli_usage_error(CMD, "--objective mean|max plans several --input files, without "
+                                "--json_folder or --old_map");
+  if (a->max_moves >= 0 && !a->old_map)
+    return cli_usage_error(CMD, "--max_moves needs --old_map");
   return 0;
+}
+
+/* Plans with --objective mean|max (each --input read on its own, with the summed loads' E) or
+ * against --old_map; prints the moves of a re-plan. @return a library code. */
+static int plan_quality(const plan_args *a, const eplb_loads *sum, eplb_placement **p) {
+  int rc = 0;
+  if (a->old_map) {
+    eplb_placement *old = NULL;
+    rc = eplb_placement_read(a->old_map, sum->num_experts, &old);
+    if (!rc)
+      rc = eplb_plan_replan(sum, &a->params, old, a->max_moves, p);
+    int64_t moves = 0;
+    for (int32_t l = 0; !rc && l < old->num_layers; l++)
+      moves += eplb_placement_moves(old, *p, l);
+    if (!rc)
+      fprintf(stderr, "eplb plan: %lld expert weights move against %s\n", (long long)moves,
+              a->old_map);
+    eplb_placement_free(old);
+    return rc;
+  }
+  eplb_loads *in[MAX_INPUTS] = {NULL};
+  for (size_t i = 0; !rc && i < a->n_inputs; i++)
+    rc = eplb_loads_read_file(a->inputs[i], sum->num_experts, &in[i]);
+  if (!rc)
+    rc = eplb_plan_multi((const eplb_loads *const *)in, a->n_inputs, &a->params, a->objective, p);
+  for (size_t i = 0; i < a->n_inputs; i++)
+    eplb_loads_free(in[i]);
+  return rc;
 }
 
 /* Prints the one summary line: shape, policy, balancedness mean/min, duplicates, time. */
@@ -231,7 +298,10 @@ int cmd_plan(int argc, char **argv) {
   if (rc)
     return cli_fail(CMD, rc);
   double t1 = cli_now();
-  rc = eplb_plan(loads, &a.params, &p);
+  if (a.objective != EPLB_OBJECTIVE_SUM || a.old_map)
+    rc = plan_quality(&a, loads, &p);
+  else
+    rc = eplb_plan(loads, &a.params, &p);
   double t2 = cli_now();
   if (!rc)
     rc = eplb_placement_write(p, a.output, a.format);
