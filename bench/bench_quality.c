@@ -223,6 +223,63 @@ done:
     eplb_loads_free(dom[i]);
 }
 
+/* ---- migration-aware re-planning ---- */
+
+/* Re-plans from an OLMoE arxiv plan to the c4 counts with move budgets 0, 10%, 25% of the slots
+ * and none; prints mean max/LB on c4 and weights moved, next to a plain (unmatched) plan. */
+static void replan_budgets(void) {
+  eplb_loads *a = NULL, *b = NULL;
+  char pa[512], pb[512];
+  snprintf(pa, sizeof pa, "%s/../shared/data/olmoe/olmoe_arxiv.json", EPLB_SOURCE_DIR);
+  snprintf(pb, sizeof pb, "%s/../shared/data/olmoe/olmoe_c4.json", EPLB_SOURCE_DIR);
+  if (eplb_loads_read_file(pa, 0, &a) || eplb_loads_read_file(pb, 0, &b)) {
+    printf("replan: %s\n", eplb_last_error());
+    eplb_loads_free(a);
+    return;
+  }
+  static const setting SH[] = {{80, 8, 2, 8}, {96, 8, 2, 16}};
+  printf("re-plan OLMoE arxiv -> c4, balanced: mean max/LB on c4, weights moved\n");
+  for (size_t k = 0; k < 2 * sizeof SH / sizeof SH[0]; k++) {
+    eplb_hierarchy h = k % 2 ? EPLB_HIER_NONE : EPLB_HIER_STRICT;
+    eplb_params pr;
+    eplb_params_init(&pr);
+    const setting *sh = &SH[k / 2];
+    pr.num_replicas = sh->R;
+    pr.num_groups = sh->K;
+    pr.num_nodes = sh->N;
+    pr.num_gpus = sh->G;
+    pr.policy = EPLB_POLICY_BALANCED;
+    pr.hierarchy = h;
+    pr.time_budget_ms = 0;
+    eplb_placement *old = NULL, *plain = NULL;
+    if (eplb_plan(a, &pr, &old) || eplb_plan(b, &pr, &plain)) {
+      printf("  (fails: %s)\n", eplb_last_error());
+      eplb_placement_free(old);
+      continue;
+    }
+    int64_t slots = (int64_t)a->num_layers * sh->R;
+    printf("  R %d G %d K %d N %d %s, %lld slots: old plan on c4 %.4f; plain new plan %.4f, "
+           "%lld moves\n",
+           sh->R, sh->G, sh->K, sh->N, h == EPLB_HIER_NONE ? "none" : "strict", (long long)slots,
+           mean_ratio(b, old), mean_ratio(b, plain), (long long)count_moves(old, plain));
+    static const int PCT[] = {0, 10, 25, -1};
+    for (size_t i = 0; i < sizeof PCT / sizeof PCT[0]; i++) {
+      int64_t budget = PCT[i] < 0 ? -1 : slots * PCT[i] / 100;
+      eplb_placement *p = NULL;
+      double t0 = now_s();
+      if (eplb_plan_replan(b, &pr, old, budget, &p) == 0)
+        printf("    budget %-9s max/LB %.4f  moves %4lld  (%.2f ms)\n",
+               PCT[i] < 0 ? "unlimited" : (PCT[i] == 0 ? "0" : (PCT[i] == 10 ? "10%" : "25%")),
+               mean_ratio(b, p), (long long)count_moves(old, p), 1e3 * (now_s() - t0));
+      eplb_placement_free(p);
+    }
+    eplb_placement_free(old);
+    eplb_placement_free(plain);
+  }
+  eplb_loads_free(a);
+  eplb_loads_free(b);
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
@@ -292,6 +349,7 @@ int main(int argc, char **argv) {
     printf("\n");
   }
   load_shift();
+  replan_budgets();
   for (int i = 0; i < nw; i++)
     eplb_loads_free(wl[i]);
   free(wl);

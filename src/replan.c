@@ -4,11 +4,16 @@
  * device keep their slot), and with a budget, whole layers are re-planned in order of gain per
  * move while the budget lasts, the others keep the old placement. */
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "quality_int.h"
+
+/* Budget curves: local-search steps per layer, and experts considered for another replica. */
+#define CURVE_STEPS 64
+#define SHORTLIST 16
 
 /* ---- assignment ---- */
 
@@ -191,37 +196,261 @@ static int match_layer(match *m, const int32_t *old_row, int32_t *new_row) {
 
 /* ---- re-planning ---- */
 
-/* The busiest device's load of one row under loads w (replicas share their expert's load). */
-static double row_busiest(const double *w, const int32_t *row, int32_t R, int32_t G, int32_t E,
-                          int32_t *cnt) {
-  int32_t S = R / G;
-  memset(cnt, 0, (size_t)E * sizeof *cnt);
-  for (int32_t s = 0; s < R; s++)
-    cnt[row[s]]++;
-  double mx = 0;
-  for (int32_t d = 0; d < G; d++) {
+/* ---- budget: per-layer curves of moves against balance ---- */
+
+/* One layer's ways from the old row towards balance: points 0..npts-2 are the old row and the
+ * steps of a local search started from it, the last point is the matched fresh row. */
+typedef struct curve {
+  int32_t npts;
+  int64_t *moves;  /* [npts] weights moved to reach the point */
+  double *busy;    /* [npts] busiest device there */
+  int32_t *rows;   /* [npts*R] the rows */
+  int32_t at;      /* the point chosen */
+} curve;
+
+/* Scratch for building curves. */
+typedef struct curve_work {
+  const double *w;
+  int32_t R, G, S, E;
+  int32_t Gn;              /* devices per node when the plan keeps groups on nodes, else G */
+  int32_t *cnt;            /* [E] */
+  int32_t *mix;            /* [R] */
+  double *load;            /* [G] */
+  unsigned char *on;       /* [G*E] */
+  int32_t *shortlist;      /* [SHORTLIST] */
+} curve_work;
+
+/* Weights moved from row `from` to row `to`: per device, distinct experts of `to` not in `from`. */
+static int64_t row_moves(const curve_work *c, const int32_t *from, const int32_t *to) {
+  int64_t k = 0;
+  for (int32_t d = 0; d < c->G; d++)
+    for (int32_t i = 0; i < c->S; i++) {
+      int32_t e = to[d * c->S + i], seen = 0;
+      for (int32_t j = 0; j < i && !seen; j++)
+        seen = to[d * c->S + j] == e;
+      for (int32_t j = 0; j < c->S && !seen; j++)
+        seen = from[d * c->S + j] == e;
+      k += !seen;
+    }
+  return k;
+}
+
+/* Recomputes counts, device loads and membership of the mix; returns the busiest device. */
+static int32_t mix_state(curve_work *c) {
+  memset(c->cnt, 0, (size_t)c->E * sizeof *c->cnt);
+  memset(c->on, 0, (size_t)c->G * (size_t)c->E);
+  for (int32_t s = 0; s < c->R; s++) {
+    c->cnt[c->mix[s]]++;
+    c->on[(size_t)(s / c->S) * c->E + c->mix[s]] = 1;
+  }
+  int32_t a = 0;
+  for (int32_t d = 0; d < c->G; d++) {
     double sum = 0;
-    for (int32_t s = d * S; s < (d + 1) * S; s++)
-      sum += w[row[s]] / (double)cnt[row[s]];
+    for (int32_t s = d * c->S; s < (d + 1) * c->S; s++)
+      sum += c->w[c->mix[s]] / (double)c->cnt[c->mix[s]];
+    c->load[d] = sum;
+    if (sum > c->load[a])
+      a = d;
+  }
+  return a;
+}
+
+/* The busiest load of the mix if slot k held expert f instead (counts change). */
+static double replace_busiest(const curve_work *c, int32_t k, int32_t f) {
+  int32_t e = c->mix[k];
+  double mx = 0;
+  for (int32_t d = 0; d < c->G; d++) {
+    double sum = 0;
+    for (int32_t s = d * c->S; s < (d + 1) * c->S; s++) {
+      int32_t x = s == k ? f : c->mix[s];
+      int32_t n = c->cnt[x] + (x == f) - (x == e);
+      sum += c->w[x] / (double)n;
+    }
     mx = sum > mx ? sum : mx;
   }
   return mx;
 }
 
-/* One layer's candidate: the matched fresh row, its moves and its gain. */
-typedef struct layer_gain {
-  int32_t layer;
-  int64_t moves;
-  double gain; /* old busiest load - new busiest load */
-} layer_gain;
+/* Replicas of expert e on the node of device a. */
+static int32_t on_node(const curve_work *c, int32_t a, int32_t e) {
+  int32_t k = 0, first = a / c->Gn * c->Gn;
+  for (int32_t d = first; d < first + c->Gn; d++)
+    k += c->on[(size_t)d * c->E + e];
+  return k;
+}
 
-/* Orders layers by gain per move, best first, then by index. */
-static int gain_cmp(const void *pa, const void *pb) {
-  const layer_gain *a = pa, *b = pb;
-  double ra = a->gain / (double)a->moves, rb = b->gain / (double)b->moves;
-  if (ra != rb)
-    return ra > rb ? -1 : 1;
-  return a->layer - b->layer;
+/* Appends the current mix as a point of the curve. */
+static void add_point(curve *cv, const curve_work *c, int64_t moves, double busy) {
+  cv->moves[cv->npts] = moves;
+  cv->busy[cv->npts] = busy;
+  memcpy(cv->rows + (size_t)cv->npts * c->R, c->mix, (size_t)c->R * sizeof *c->mix);
+  cv->npts++;
+}
+
+/* Fills c->shortlist with the SHORTLIST experts of largest replica load w/cnt (the ones another
+ * replica helps most); returns how many. */
+static int32_t fill_shortlist(curve_work *c) {
+  int32_t m = 0;
+  for (int32_t e = 0; e < c->E; e++) {
+    double v = c->w[e] / (double)c->cnt[e];
+    int32_t i = m < SHORTLIST ? m++ : SHORTLIST;
+    if (i == SHORTLIST) {
+      double last = c->w[c->shortlist[i - 1]] / (double)c->cnt[c->shortlist[i - 1]];
+      if (v <= last)
+        continue;
+      i--;
+    }
+    while (i > 0 && c->w[c->shortlist[i - 1]] / (double)c->cnt[c->shortlist[i - 1]] < v) {
+      c->shortlist[i] = c->shortlist[i - 1];
+      i--;
+    }
+    c->shortlist[i] = e;
+  }
+  return m;
+}
+
+/* Builds the curve from old row o: a local search from o (each step on the busiest device: give
+ * a slot to one of the SHORTLIST experts, taking it from an expert with another replica, or swap
+ * a replica with one of another device; the step leaving the lightest busiest device, while it
+ * drops; with locality, within a's node only), then the matched fresh row f as the last point. */
+static void build_curve(curve *cv, curve_work *c, const int32_t *o, const int32_t *f) {
+  memcpy(c->mix, o, (size_t)c->R * sizeof *c->mix);
+  cv->npts = 0;
+  int32_t a = mix_state(c);
+  add_point(cv, c, 0, c->load[a]);
+  for (int32_t step = 0; step < CURVE_STEPS; step++) {
+    double M = c->load[a], best = M * (1 - 1e-12), second = 0;
+    for (int32_t d = 0; d < c->G; d++)
+      if (d != a && c->load[d] > second)
+        second = c->load[d];
+    int32_t bk = -1, bf = -1, by = -1;
+    int32_t ns = fill_shortlist(c);
+    for (int32_t k = a * c->S; k < (a + 1) * c->S; k++) {
+      int32_t e = c->mix[k];
+      /* With locality, e keeps a replica on a's node and g already has one there. */
+      int local = c->Gn < c->G;
+      if (c->cnt[e] >= 2 && (!local || on_node(c, a, e) >= 2))
+        for (int32_t i = 0; i < ns; i++) {
+          int32_t g = c->shortlist[i];
+          if (g == e || c->on[(size_t)a * c->E + g] || (local && on_node(c, a, g) == 0))
+            continue;
+          double v = replace_busiest(c, k, g);
+          if (v < best) {
+            best = v;
+            bk = k, bf = g, by = -1;
+          }
+        }
+      /* Swaps keep counts: only devices a and b change. */
+      for (int32_t y = 0; y < c->R; y++) {
+        int32_t b = y / c->S, g = c->mix[y];
+        if (b == a || b / c->Gn != a / c->Gn || g == e || c->on[(size_t)b * c->E + e] || c->on[(size_t)a * c->E + g])
+          continue;
+        double dx = c->w[e] / c->cnt[e] - c->w[g] / c->cnt[g];
+        double la = M - dx, lb = c->load[b] + dx;
+        double other = second;
+        if (c->load[b] >= second) { /* b was the second busiest: bound by the rest */
+          other = 0;
+          for (int32_t d = 0; d < c->G; d++)
+            if (d != a && d != b && c->load[d] > other)
+              other = c->load[d];
+        }
+        double v = la > lb ? la : lb;
+        v = v > other ? v : other;
+        if (v < best) {
+          best = v;
+          bk = k, bf = -1, by = y;
+        }
+      }
+    }
+    if (bk < 0)
+      break;
+    if (by >= 0) {
+      int32_t t = c->mix[bk];
+      c->mix[bk] = c->mix[by];
+      c->mix[by] = t;
+    } else {
+      c->mix[bk] = bf;
+    }
+    a = mix_state(c);
+    add_point(cv, c, row_moves(c, o, c->mix), c->load[a]);
+  }
+  memcpy(c->mix, f, (size_t)c->R * sizeof *c->mix);
+  a = mix_state(c);
+  add_point(cv, c, row_moves(c, o, f), c->load[a]);
+}
+
+/* Spends the budget over the layers' curves: repeatedly the jump (layer, later point) with the
+ * largest drop of the busiest load per move that still fits; a drop needing no move first. */
+static void spend_budget(curve *cv, int32_t L, int64_t budget) {
+  int64_t left = budget;
+  for (;;) {
+    int32_t bl = -1, bj = -1;
+    double br = 0;
+    for (int32_t l = 0; l < L; l++) {
+      const curve *c = &cv[l];
+      for (int32_t j = c->at + 1; j < c->npts; j++) {
+        int64_t dm = c->moves[j] - c->moves[c->at];
+        double drop = c->busy[c->at] - c->busy[j];
+        if (dm > left || drop <= 0)
+          continue;
+        double r = dm > 0 ? drop / (double)dm : INFINITY;
+        if (bl < 0 || r > br) {
+          bl = l;
+          bj = j;
+          br = r;
+        }
+      }
+    }
+    if (bl < 0)
+      return;
+    left -= cv[bl].moves[bj] - cv[bl].moves[cv[bl].at];
+    cv[bl].at = bj;
+  }
+}
+
+/* Replaces each layer of `fresh` (already matched to old) by the point of its curve that the
+ * budget buys. @return 0 or EPLB_ENOMEM. */
+static int apply_budget(const eplb_loads *loads, const eplb_placement *old, eplb_placement *fresh,
+                        int32_t nodes, int64_t budget) {
+  int32_t L = fresh->num_layers, R = fresh->num_slots, G = fresh->num_gpus, E = fresh->num_experts;
+  int32_t pts = CURVE_STEPS + 2;
+  curve *cv = eplb__calloc((size_t)L, sizeof *cv);
+  curve_work c = {NULL, R, G, R / G, E, G / nodes, NULL, NULL, NULL, NULL, NULL};
+  c.cnt = eplb__calloc((size_t)E, sizeof *c.cnt);
+  c.mix = eplb__calloc((size_t)R, sizeof *c.mix);
+  c.load = eplb__calloc((size_t)G, sizeof *c.load);
+  c.on = eplb__calloc((size_t)G * (size_t)E, 1);
+  c.shortlist = eplb__calloc(SHORTLIST, sizeof *c.shortlist);
+  int rc = (!cv || !c.cnt || !c.mix || !c.load || !c.on || !c.shortlist) ? EPLB_ENOMEM : 0;
+  for (int32_t l = 0; !rc && l < L; l++) {
+    cv[l].moves = eplb__calloc((size_t)pts, sizeof *cv[l].moves);
+    cv[l].busy = eplb__calloc((size_t)pts, sizeof *cv[l].busy);
+    cv[l].rows = eplb__calloc((size_t)pts * (size_t)R, sizeof *cv[l].rows);
+    if (!cv[l].moves || !cv[l].busy || !cv[l].rows) {
+      rc = EPLB_ENOMEM;
+      break;
+    }
+    c.w = loads->load + (size_t)l * E;
+    build_curve(&cv[l], &c, old->phy2log + (size_t)l * R, fresh->phy2log + (size_t)l * R);
+  }
+  if (!rc) {
+    spend_budget(cv, L, budget);
+    for (int32_t l = 0; l < L; l++)
+      memcpy(fresh->phy2log + (size_t)l * R, cv[l].rows + (size_t)cv[l].at * R,
+             (size_t)R * sizeof *fresh->phy2log);
+  }
+  for (int32_t l = 0; cv && l < L; l++) {
+    free(cv[l].moves);
+    free(cv[l].busy);
+    free(cv[l].rows);
+  }
+  free(cv);
+  free(c.cnt);
+  free(c.mix);
+  free(c.load);
+  free(c.on);
+  free(c.shortlist);
+  return rc ? eplb__err(EPLB_ENOMEM, "replan: out of memory") : 0;
 }
 
 /* Checks that `old` fits the loads and parameters. */
@@ -279,42 +508,12 @@ int eplb_plan_replan(const eplb_loads *loads, const eplb_params *params,
   m.tmp = eplb__calloc((size_t)G, sizeof *m.tmp);
   m.taken = eplb__calloc((size_t)m.S, 1);
   m.out = eplb__calloc((size_t)R, sizeof *m.out);
-  layer_gain *lg = eplb__calloc((size_t)L, sizeof *lg);
-  int32_t *cnt = eplb__calloc((size_t)E, sizeof *cnt);
-  if (!m.on || !m.gain || !m.assign || !m.node_of || !m.ngain || !m.tmp || !m.taken || !m.out ||
-      !lg || !cnt)
+  if (!m.on || !m.gain || !m.assign || !m.node_of || !m.ngain || !m.tmp || !m.taken || !m.out)
     rc = eplb__err(EPLB_ENOMEM, "replan: out of memory");
-  int32_t nl = 0;
-  for (int32_t l = 0; !rc && l < L; l++) {
-    const int32_t *orow = old->phy2log + (size_t)l * R;
-    int32_t *nrow = fresh->phy2log + (size_t)l * R;
-    rc = match_layer(&m, orow, nrow);
-    if (rc)
-      break;
-    int64_t moves = eplb_placement_moves(old, fresh, l);
-    const double *w = loads->load + (size_t)l * E;
-    double gain = row_busiest(w, orow, R, G, E, cnt) - row_busiest(w, nrow, R, G, E, cnt);
-    if (moves == 0 || max_moves < 0)
-      continue; /* the matched fresh row is taken as it is */
-    lg[nl].layer = l;
-    lg[nl].moves = moves;
-    lg[nl].gain = gain;
-    nl++;
-  }
-  /* Within the budget: whole layers by gain per move; the rest keep the old row. */
-  if (!rc && max_moves >= 0) {
-    qsort(lg, (size_t)nl, sizeof *lg, gain_cmp);
-    int64_t left = max_moves;
-    for (int32_t i = 0; i < nl; i++) {
-      int32_t l = lg[i].layer;
-      if (lg[i].gain > 0 && lg[i].moves <= left) {
-        left -= lg[i].moves;
-        continue;
-      }
-      memcpy(fresh->phy2log + (size_t)l * R, old->phy2log + (size_t)l * R,
-             (size_t)R * sizeof *fresh->phy2log);
-    }
-  }
+  for (int32_t l = 0; !rc && l < L; l++)
+    rc = match_layer(&m, old->phy2log + (size_t)l * R, fresh->phy2log + (size_t)l * R);
+  if (!rc && max_moves >= 0)
+    rc = apply_budget(loads, old, fresh, m.nodes, max_moves);
   if (!rc)
     rc = eplb_placement_build_index(fresh);
   if (!rc)
@@ -328,8 +527,6 @@ int eplb_plan_replan(const eplb_loads *loads, const eplb_params *params,
   free(m.tmp);
   free(m.taken);
   free(m.out);
-  free(lg);
-  free(cnt);
   if (rc) {
     eplb_placement_free(fresh);
     return rc;

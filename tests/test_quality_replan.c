@@ -174,9 +174,12 @@ static void strict_replan_keeps_each_group_on_one_node(void **state) {
   (void)state;
   eplb_loads *x = lognormal(3, 64, 1.2), *y = lognormal(3, 64, 1.2);
   eplb_params pr = params(EPLB_HIER_STRICT);
-  eplb_placement *old = NULL, *p = NULL;
+  eplb_placement *old = NULL;
   assert_int_equal(eplb_plan(x, &pr, &old), 0);
-  assert_int_equal(eplb_plan_replan(y, &pr, old, -1, &p), 0);
+  static const int64_t BUDGETS[] = {-1, 10, 40};
+  for (int i = 0; i < 3; i++) {
+  eplb_placement *p = NULL;
+  assert_int_equal(eplb_plan_replan(y, &pr, old, BUDGETS[i], &p), 0);
   for (int32_t l = 0; l < 3; l++) {
     int32_t node[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
     for (int32_t s = 0; s < 80; s++) {
@@ -186,8 +189,9 @@ static void strict_replan_keeps_each_group_on_one_node(void **state) {
       assert_int_equal(node[g], n);
     }
   }
-  eplb_placement_free(old);
   eplb_placement_free(p);
+  }
+  eplb_placement_free(old);
   eplb_loads_free(x);
   eplb_loads_free(y);
 }
@@ -208,12 +212,9 @@ static void budgets_are_respected_and_moves_only_buy_balance(void **state) {
     eplb_placement *p = NULL;
     assert_int_equal(eplb_plan_replan(y, &pr, old, budget, &p), 0);
     assert_true(total_moves(old, p) <= budget);
+    assert_int_equal(eplb_placement_validate(p, 0), 0);
     double sum = 0;
     for (int32_t l = 0; l < 8; l++) {
-      /* Each layer is either the old row or the matched fresh row. */
-      int same_old = !memcmp(p->phy2log + l * 80, old->phy2log + l * 80, 80 * sizeof(int32_t));
-      int same_new = !memcmp(p->phy2log + l * 80, full->phy2log + l * 80, 80 * sizeof(int32_t));
-      assert_true(same_old || same_new);
       sum += busiest(y, p, l);
     }
     assert_true(sum <= old_sum * (1 + 1e-12)); /* moves are only spent where they help */

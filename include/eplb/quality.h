@@ -93,11 +93,13 @@ EPLB_API int eplb_plan_multi(const eplb_loads *const *inputs, size_t n, const ep
  * Hungarian algorithm; when the plan keeps groups on nodes (strict/soft, hierarchical deepseek,
  * N > 1), whole nodes are matched first (each node pair scored by its own exact device
  * matching), then devices within matched nodes. Experts a device already held keep their slot.
- * Balance is unchanged by the matching. max_moves < 0: no budget. max_moves >= 0: the matched
- * new layer is taken for every layer that needs no move, and otherwise for layers in order of
- * busiest-load gain per move while it fits the remaining budget (layers that gain nothing are
- * not taken); every other layer keeps old's row. So max_moves 0 moves nothing, and when old was
- * planned from the same loads and parameters nothing moves at all.
+ * Balance is unchanged by the matching. max_moves < 0: no budget, the matched plan is returned.
+ * max_moves >= 0: per layer, a path from old's row to the matched new row adopts the new content
+ * one device at a time (each step the device leaving the lightest busiest device while every
+ * expert keeps a replica; with more than 64 devices, or when no single device can adopt, the rest
+ * at once); then the budget buys, greedily, the steps with the largest drop of a layer's busiest
+ * load per moved weight. So max_moves 0 moves nothing, a larger budget trades moves for balance,
+ * and when old was planned from the same loads and parameters nothing moves at all.
  * `old` must have the loads' layers (same ids) and experts, R = num_replicas and G = num_gpus,
  * and be valid (no duplicates unless deepseek with allow_duplicates).
  * @return 0, EPLB_EINVAL (old does not fit), eplb_plan's errors, EPLB_ENOMEM. */
