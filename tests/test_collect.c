@@ -171,6 +171,34 @@ static void record_bad_id_late_in_a_large_call_counts_nothing(void **state) {
   eplb_collector_free(c);
 }
 
+/* A call longer than one fold of the partial histograms (over 2^18 ids), every id the same hot
+ * expert so one partial counter fills fastest, is counted exactly; a bad id in a later fold
+ * takes back the earlier folds' counts too. */
+static void record_calls_longer_than_a_fold_are_exact(void **state) {
+  (void)state;
+  enum { NE = 64, N = 700001 };
+  int32_t *ids32 = malloc(N * sizeof *ids32);
+  int64_t *ids64 = malloc(N * sizeof *ids64);
+  assert_true(ids32 && ids64);
+  for (int i = 0; i < N; i++)
+    ids32[i] = 7, ids64[i] = 7;
+  ids32[N - 1] = 3, ids64[N - 1] = 3;
+  eplb_collector *c = eplb_collector_create(1, NE, 1);
+  assert_int_equal(eplb_collector_record(c, 0, ids32, N, EPLB_ID_INT32), 0);
+  assert_int_equal(eplb_collector_record(c, 0, ids64, N, EPLB_ID_INT64), 0);
+  uint64_t *got = read_window(c, EPLB_WINDOW_ALL);
+  assert_int_equal(got[7], 2 * (uint64_t)(N - 1));
+  assert_int_equal(got[3], 2);
+  ids32[600000] = -1, ids64[600000] = NE;
+  assert_int_equal(eplb_collector_record(c, 0, ids32, N, EPLB_ID_INT32), EPLB_ERANGE);
+  assert_int_equal(eplb_collector_record(c, 0, ids64, N, EPLB_ID_INT64), EPLB_ERANGE);
+  assert_window(c, EPLB_WINDOW_ALL, got);
+  free(got);
+  free(ids32);
+  free(ids64);
+  eplb_collector_free(c);
+}
+
 /* Many experts (above the partial-histogram limit) are counted straight into the row. */
 static void record_many_experts_matches_naive_count(void **state) {
   (void)state;
@@ -455,6 +483,7 @@ int main(void) {
       cmocka_unit_test(record_many_random_ids_matches_naive_count),
       cmocka_unit_test(record_bad_id_counts_nothing),
       cmocka_unit_test(record_bad_id_late_in_a_large_call_counts_nothing),
+      cmocka_unit_test(record_calls_longer_than_a_fold_are_exact),
       cmocka_unit_test(record_many_experts_matches_naive_count),
       cmocka_unit_test(record_bad_layer_counts_nothing),
       cmocka_unit_test(record_rejects_null_ids_and_bad_type),
