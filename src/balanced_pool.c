@@ -487,6 +487,8 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
     return rc;
   }
   double stop = eplb__pool_bound(pl->w, s.n, s.P, s.G) * (1 + STOP_TOL);
+  if (pl->target > stop)
+    stop = pl->target;
   eplb__min_max_share(pl->w, s.n, s.P, s.G, s.cnt);
   int32_t *greedy = eplb__calloc((size_t)s.n, sizeof *greedy);
   if (!greedy)
@@ -501,7 +503,8 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
     best = s.load[busiest(&s)];
   }
   /* Few slots per device: also try the descent's counts, keep the better plan. */
-  if (!rc && best > stop && s.S <= EPLB__DESCENT_MAX_SLOTS && pl->descent_iters > 0) {
+  if (!rc && best > stop && s.S <= EPLB__DESCENT_MAX_SLOTS && pl->descent_iters > 0 &&
+      !pl->home) {
     memcpy(s.cnt, greedy, (size_t)s.n * sizeof *greedy);
     rc = eplb__count_descent(pl->w, s.n, s.G, s.S, s.cnt, pl->descent_iters, stop);
     if (!rc)

@@ -11,6 +11,8 @@
 #define EXACT_MAX_GROUPS 10
 /* Replica-count refinement rounds per pool (deterministic cap). */
 #define COUNT_ROUNDS 24
+/* Strict: a node's search stops within this share of the heaviest node's bound. */
+#define STRICT_TOL 5e-4
 /* Count-descent moves per pool with 2-4 slots per device (deterministic cap). */
 #define DESCENT_ITERS 1000
 
@@ -257,6 +259,17 @@ static int plan_layer(const double *w, const eplb_params *pr, eplb_hierarchy h, 
     pl.block_size = G / N;
     return solve_pool(&pl, wk, row, 0);
   }
+  /* A node need not be better than the heaviest node's own bound. */
+  double target = 0;
+  for (int32_t n = 0; n < N; n++) {
+    int32_t m = 0;
+    for (int32_t e = 0; e < E; e++)
+      if (wk->node_of[e / pt.gs] == n)
+        wk->w[m++] = w[e];
+    double b = eplb__pool_bound(wk->w, m, (G / N) * S, G / N);
+    target = b > target ? b : target;
+  }
+  pl.target = target * (1 + STRICT_TOL);
   for (int32_t n = 0; n < N; n++) {
     int32_t m = 0;
     for (int32_t e = 0; e < E; e++)

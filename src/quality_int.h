@@ -33,6 +33,8 @@ typedef struct eplb__pool {
   int32_t max_rounds;   /* replica-count refinement rounds (deterministic cap) */
   int32_t descent_iters; /* moves tried by eplb__count_descent when slots <= 4 */
   double deadline;      /* monotonic seconds after which refinement stops; 0: never */
+  double target;        /* the search also stops once the busiest device is <= target (strict:
+                           a node need not be better than the heaviest node's bound); 0: none */
 } eplb__pool;
 
 /* Chooses replica counts and places the replicas of a pool to minimise the largest device load:
