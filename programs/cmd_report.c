@@ -11,6 +11,7 @@
 
 #define CMD "report"
 
+/* Prints the help of `eplb report`. */
 static void report_usage(FILE *f) {
   fprintf(f,
           "usage: eplb report --input LOADS --map MAP [--old_map OLD] [--json] [--svg OUT.svg]\n"

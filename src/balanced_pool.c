@@ -55,6 +55,7 @@ typedef struct pstate {
   item *items;          /* [P] */
 } pstate;
 
+/* Seconds from a monotonic clock (for the optional deadline). */
 double eplb__now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -472,6 +473,8 @@ static int solve_counts(pstate *s, pstate *save, double stop) {
   return count_rounds(s, save, stop);
 }
 
+/* Solves one pool: greedy counts through packing, swaps and count rounds; with few slots per
+ * device the descent's counts too; the lighter plan wins (see quality_int.h). */
 int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_load) {
   if (pl->n < pl->slots || pl->n > pl->ndev * pl->slots)
     return eplb__err(EPLB_EPARAM, "plan balanced: %d experts cannot fill %d devices of %d slots "

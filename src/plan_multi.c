@@ -176,6 +176,7 @@ static void multi_search(multi *m, int32_t l, int32_t *row, double *mx_scratch) 
 
 /* ---- planning ---- */
 
+/* Plans the sum, then (mean, max) picks the best candidate per layer and swap-searches it. */
 int eplb_plan_multi(const eplb_loads *const *inputs, size_t n, const eplb_params *params,
                     eplb_objective objective_kind, eplb_placement **out) {
   if (!out)

@@ -33,6 +33,7 @@ static void sift_down(int32_t *heap, int32_t len, int32_t i, const double *w, co
   }
 }
 
+/* The exact min-max greedy of the lower bound, on a heap of shares (see quality_int.h). */
 double eplb__min_max_share(const double *w, int32_t n, int32_t slots, int32_t cap, int32_t *cnt) {
   int32_t *d = cnt ? cnt : eplb__calloc((size_t)n, sizeof *d);
   int32_t *heap = eplb__calloc((size_t)n, sizeof *heap);
@@ -70,6 +71,7 @@ double eplb__min_max_share(const double *w, int32_t n, int32_t slots, int32_t ca
   return m;
 }
 
+/* max(mean device load, min-max share): no pool plan does better. */
 double eplb__pool_bound(const double *w, int32_t n, int32_t slots, int32_t ndev) {
   double sum = 0;
   for (int32_t e = 0; e < n; e++)
@@ -139,6 +141,7 @@ static int32_t find_layer(const eplb_loads *loads, int64_t id) {
   return -1;
 }
 
+/* Device loads of one map layer under one loads row; experts outside the loads carry nothing. */
 int eplb_map_device_loads(const eplb_loads *loads, int32_t row, const eplb_placement *p,
                           int32_t layer, double *dev_load) {
   if (!loads || !p || !dev_load || row < 0 || row >= loads->num_layers || layer < 0 ||
@@ -269,6 +272,7 @@ static void overall_report(eplb_report *r) {
   o->off_node_share = served > 0 ? off / served : 0;
 }
 
+/* Measures every layer of the map, then the overall line (see eplb/quality.h). */
 int eplb_report_compute(const eplb_loads *loads, const eplb_placement *map,
                         const eplb_placement *old, int32_t num_groups, int32_t num_nodes,
                         eplb_report **out) {
@@ -313,6 +317,7 @@ int eplb_report_compute(const eplb_loads *loads, const eplb_placement *map,
   return 0;
 }
 
+/* Releases a report and its lines. */
 void eplb_report_free(eplb_report *r) {
   if (!r)
     return;

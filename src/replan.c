@@ -476,6 +476,7 @@ static int check_old(const eplb_loads *loads, const eplb_params *pr, const eplb_
   return 0;
 }
 
+/* Plans fresh, matches every layer to the old map, then spends the budget if there is one. */
 int eplb_plan_replan(const eplb_loads *loads, const eplb_params *params,
                      const eplb_placement *old, int64_t max_moves, eplb_placement **out) {
   if (!out)

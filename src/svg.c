@@ -229,6 +229,7 @@ static int write_svg(FILE *f, void *user) {
   return rc;
 }
 
+/* Checks the shapes and writes the picture atomically through write_svg. */
 int eplb_report_svg(const eplb_loads *loads, const eplb_placement *map,
                     const eplb_placement *initial, const char *path) {
   if (!loads || !map || !path || !map->logcnt || !loads->load)

@@ -18,7 +18,9 @@
  *        pseudo-random donor (fixed seed) to an expert of the busiest device of a fast
  *        largest-first packing, keeping moves that do not raise the maximum; its counts go
  *        through 2-4 again and the lighter plan is kept.
- *   Every search stops once the busiest device is within 0.05% of the pool's lower bound.
+ *   Every search stops once the busiest device is within 0.05% of the pool's lower bound (under
+ *   strict, of the heaviest node's bound: a light node need not be better than the bottleneck).
+ *   Under soft the descent (5) is skipped: its fast packing cannot see the first-replica rule.
  *   Safety net: the deepseek policy's duplicate-free plan for the same parameters is computed
  *   too, and its layer is kept wherever its busiest device is lighter (only where its placement
  *   obeys the hierarchy: always for hierarchical deepseek, for global deepseek with none). So
