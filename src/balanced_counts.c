@@ -12,8 +12,8 @@
 
 /* Seed of the descent's generator (any constant: it only has to be fixed). */
 #define DESCENT_SEED 0x5eed5eedu
-/* The descent stops after this many moves in a row that did not lower the maximum. */
-#define DESCENT_PATIENCE 300
+/* The descent stops after this share of its moves in a row did not lower the maximum. */
+#define DESCENT_PATIENCE_SHARE 0.3
 
 /* ---- state ---- */
 
@@ -159,8 +159,9 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
     x.order[e] = e;
   resort(&x);
   double cur = evaluate(&x);
+  int32_t patience = (int32_t)(iters * DESCENT_PATIENCE_SHARE) + 1;
   int32_t top[EPLB__DESCENT_MAX_SLOTS];
-  for (int32_t it = 0, idle = 0; it < iters && cur > stop && idle < DESCENT_PATIENCE;
+  for (int32_t it = 0, idle = 0; it < iters && cur > stop && idle < patience;
        it++, idle++) {
     memcpy(top, x.top, sizeof top);
     int32_t g = top[next_rand(&x.rng) % (uint64_t)S];

@@ -26,6 +26,8 @@
 #define MIN_GAIN 1e-5
 /* The search stops once the busiest device is within this share of the pool's lower bound. */
 #define STOP_TOL 5e-4
+/* The count descent runs only when the plan is this share above where the search stops. */
+#define DESCENT_FROM 2e-3
 /* Count rounds: experts of the busiest device tried as gainers, cheapest donors tried for each. */
 #define GAIN_TRIES 2
 #define DONOR_TRIES 8
@@ -506,8 +508,8 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
     best = s.load[busiest(&s)];
   }
   /* Few slots per device: also try the descent's counts, keep the better plan. */
-  if (!rc && best > stop && s.S <= EPLB__DESCENT_MAX_SLOTS && pl->descent_iters > 0 &&
-      !pl->home) {
+  if (!rc && best > stop * (1 + DESCENT_FROM) && s.S <= EPLB__DESCENT_MAX_SLOTS &&
+      pl->descent_iters > 0 && !pl->home) {
     memcpy(s.cnt, greedy, (size_t)s.n * sizeof *greedy);
     rc = eplb__count_descent(pl->w, s.n, s.G, s.S, s.cnt, pl->descent_iters, stop);
     if (!rc)

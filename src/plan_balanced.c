@@ -13,8 +13,10 @@
 #define COUNT_ROUNDS 24
 /* Strict: a node's search stops within this share of the heaviest node's bound. */
 #define STRICT_TOL 5e-4
-/* Count-descent moves per pool with 2-4 slots per device (deterministic cap). */
+/* Count-descent moves per pool with up to 16 slots per device (deterministic caps); two slots
+ * per device get more, their fast packing being a plain pairing. */
 #define DESCENT_ITERS 1000
+#define DESCENT_ITERS_PAIRS 3000
 
 /* ---- parameters ---- */
 
@@ -231,7 +233,7 @@ static int plan_layer(const double *w, const eplb_params *pr, eplb_hierarchy h, 
   eplb__pool pl = {0};
   pl.slots = S;
   pl.max_rounds = COUNT_ROUNDS;
-  pl.descent_iters = DESCENT_ITERS;
+  pl.descent_iters = S == 2 ? DESCENT_ITERS_PAIRS : DESCENT_ITERS;
   pl.deadline = deadline;
   if (h == EPLB_HIER_NONE || N == 1) {
     for (int32_t e = 0; e < E; e++)

@@ -13,8 +13,9 @@
  *        whose replicas grow least to an expert of the busiest device, 2-3 again on the two
  *        experts' replicas, kept if the maximum drops (or stays while fewer devices sit within
  *        0.1% of it);
- *     5. with at most 16 slots per device, when 1-4 did not reach the bound: a count descent
- *        (at most 1000 moves, stopping after 300 without gain) moves one replica from a
+ *     5. with at most 16 slots per device, when 1-4 ended over 0.2% above the bound: a count descent
+ *        (at most 1000 moves, 3000 with 2 slots per device; it stops after 30% of them in a
+ *        row without gain) moves one replica from a
  *        pseudo-random donor (fixed seed) to an expert of the busiest device of a fast
  *        largest-first packing, keeping moves that do not raise the maximum; its counts go
  *        through 2-4 again and the lighter plan is kept.
