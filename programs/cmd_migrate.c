@@ -47,6 +47,9 @@ static void migrate_usage(FILE *f) {
           "                         the fewest copies move; each layer's balance is unchanged\n"
           "  --no_align             keep MAP's slot order (default: experts that stay on a rank\n"
           "                         keep their slot; routing follows the table either way)\n"
+          "  --write_map OUT        save the layout the ranks hold afterwards (MAP with its\n"
+          "                         slots aligned or its devices relabelled): the routing\n"
+          "                         table to load; written atomically after a good move\n"
           "  --num_experts E        number of logical experts (default: largest id + 1)\n"
           "  --dry-run              no MPI: print the plan's statistics as JSON on stdout\n"
           "  --corrupt              testing: flip one byte on rank 0 after the move, to show\n"
@@ -60,7 +63,7 @@ static void migrate_usage(FILE *f) {
 /* ---- command line ---- */
 
 enum { OPT_FROM = 256, OPT_TO, OPT_BYTES, OPT_TENSORS, OPT_IN_PLACE, OPT_VERIFY, OPT_NODE,
-       OPT_NO_ALIGN, OPT_EXPERTS, OPT_DRY, OPT_CORRUPT, OPT_RELABEL };
+       OPT_NO_ALIGN, OPT_EXPERTS, OPT_DRY, OPT_CORRUPT, OPT_RELABEL, OPT_WRITE_MAP };
 
 static const struct option migrate_options[] = {
     {"from", required_argument, NULL, OPT_FROM},
@@ -81,6 +84,8 @@ static const struct option migrate_options[] = {
     {"dry_run", no_argument, NULL, OPT_DRY},
     {"corrupt", no_argument, NULL, OPT_CORRUPT},
     {"relabel", no_argument, NULL, OPT_RELABEL},
+    {"write_map", required_argument, NULL, OPT_WRITE_MAP},
+    {"write-map", required_argument, NULL, OPT_WRITE_MAP},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -89,6 +94,7 @@ static const struct option migrate_options[] = {
 typedef struct migrate_args {
   const char *from; /* "initial" or a map file */
   const char *to;
+  const char *write_map; /* --write_map: where to save the layout the ranks hold afterwards */
   size_t bytes[MAX_TENSORS];
   size_t n_tensors;
   int64_t tensors_flag; /* --tensors, 0 when not given */
@@ -144,6 +150,7 @@ static int migrate_parse(int argc, char **argv, migrate_args *a) {
     case OPT_DRY: a->dry_run = 1; break;
     case OPT_CORRUPT: a->corrupt = 1; break;
     case OPT_RELABEL: a->opts.relabel = 1; break;
+    case OPT_WRITE_MAP: a->write_map = optarg; break;
     case OPT_EXPERTS:
       rc = cli_parse_i64(CMD, "num_experts", optarg, 1, INT32_MAX, &a->num_experts);
       break;
@@ -370,6 +377,13 @@ static void on_layer(const eplb_migrate_info *info, void *user) {
 }
 
 /* Runs the migration on every rank; rank 0 prints the result. @return the exit status. */
+/* Writes the layout the ranks hold after the move (the map aligned or relabelled: the table
+ * routing must follow) to --write_map, atomically. @return 0, or prints the error and returns 1. */
+static int write_map(const eplb_transfer *plan, const migrate_args *a) {
+  int rc = eplb_placement_write(plan->to, a->write_map, EPLB_MAP_EXPERT_MAP);
+  return rc ? cli_fail(CMD, rc) : 0;
+}
+
 static int run_mpi(const migrate_args *a) {
   int rank = 0, size = 0;
   MPI_Init(NULL, NULL);
@@ -434,6 +448,9 @@ static int run_mpi(const migrate_args *a) {
     fflush(stdout);
   }
   status = bad_all ? CLI_EXIT_FAIL : CLI_EXIT_OK;
+  if (!bad_all && rank == 0 && a->write_map && write_map(plan, a) != 0)
+    status = CLI_EXIT_FAIL;
+  MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD);
 done:
   buffers_free(&b, a, plan ? plan->num_layers : 0);
   eplb_transfer_free(plan);
@@ -461,6 +478,8 @@ int cmd_migrate(int argc, char **argv) {
     return rc;
   }
   rc = print_stats(plan, &a);
+  if (!rc && a.write_map)
+    rc = write_map(plan, &a);
   eplb_transfer_free(plan);
   return rc ? CLI_EXIT_FAIL : CLI_EXIT_OK;
 }
