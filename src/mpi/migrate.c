@@ -136,17 +136,25 @@ static int agree(MPI_Comm comm, int rank, int rc, const char *stage) {
 
 /* ---- the workspace ---- */
 
-/* Duplicates comm with errors returned and reads its rank, size and tag bound; no agreement.
- * On failure *out holds what must still be freed (possibly NULL). */
+/* Duplicates comm with errors returned and reads its rank, size and tag bound; no agreement,
+ * except without memory for the workspace: then this rank takes part in the first agreement
+ * the other ranks make on their duplicate (any caller's next step) with EPLB_ENOMEM, frees its
+ * duplicate and leaves *out NULL. On other failures *out holds what must still be freed. */
 static int ws_open(MPI_Comm comm, eplb_migrate_ws **out) {
   eplb_migrate_ws *ws = calloc(1, sizeof *ws);
   MPI_Comm dup = MPI_COMM_NULL;
   int rc = MPI_Comm_dup(comm, &dup); /* even without memory: the other ranks take part */
   *out = ws;
   if (!ws) {
-    if (rc == MPI_SUCCESS)
+    int me = 0;
+    rc = eplb__err(EPLB_ENOMEM, "migrate: out of memory");
+    if (dup != MPI_COMM_NULL) {
+      MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+      MPI_Comm_rank(dup, &me);
+      agree(dup, me, rc, "workspace");
       MPI_Comm_free(&dup);
-    return eplb__err(EPLB_ENOMEM, "migrate: out of memory");
+    }
+    return rc;
   }
   ws->comm = dup;
   if (rc != MPI_SUCCESS)

@@ -64,9 +64,10 @@ static int slot_free(const eplb__migrator *m, int32_t i) {
   return !m->in_place || m->readers[i] == 0;
 }
 
-/* Counts one read of old slot i as done; a slot that becomes free joins the work list. */
+/* Counts one read of old slot i as done (a staged slot's reads do not count: it was free from
+ * the start); a slot that becomes free joins the work list, once. */
 static void read_done(eplb__migrator *m, int32_t i) {
-  if (m->in_place && --m->readers[i] == 0)
+  if (m->in_place && !is_staged(m, i) && --m->readers[i] == 0)
     m->ws->work[m->n_work++] = i;
 }
 
@@ -265,7 +266,10 @@ void eplb__migrate_layer(eplb__migrator *m, int32_t l) {
   const eplb_xfer *x = eplb_transfer_layer(m->plan, l);
   int32_t first = m->rank * m->St;
   setup(m, l);
-  for (int32_t i = 0; i < m->St; i++)
+  for (int32_t i = m->St - 1; i >= 0; i--) /* free from the start; the lowest pops first */
+    if (slot_free(m, i))
+      m->ws->work[m->n_work++] = i;
+  for (int32_t i = 0; i < m->St; i++) /* receives first, so that messages find them */
     if (x[first + i].kind == EPLB_XFER_RECV && m->stage_idx[i] < 0 && slot_free(m, i))
       fill(m, l, i);
   post_sends(m, l, 0);
@@ -273,9 +277,6 @@ void eplb__migrate_layer(eplb__migrator *m, int32_t l) {
     if (m->stage_idx[i] >= 0)
       copy_expert(m, l, STAGED, m->stage_idx[i], OLD_SLOT, i);
   post_sends(m, l, 1);
-  for (int32_t i = m->St - 1; i >= 0; i--) /* the work list pops the lowest slot first */
-    if (slot_free(m, i))
-      m->ws->work[m->n_work++] = i;
   run_work(m, l);
   wait_layer(m, l);
   /* A receive never posted would leave its sender waiting: post what is left (only after an
