@@ -50,11 +50,13 @@ typedef struct eplb_tensor {
 
 /* What eplb_mpi_migrate() reports to its progress callback after each layer. */
 typedef struct eplb_migrate_info {
-  int32_t layers_done;    /* layers finished, 1 .. num_layers */
+  int32_t layers_done;    /* layers finished on this rank, 1 .. num_layers */
   int32_t num_layers;     /* L */
   int64_t bytes_sent;     /* by this rank so far, all tensors */
   int64_t bytes_received; /* by this rank so far, all tensors */
-  size_t staging_bytes;   /* the staging area this rank allocated (0 out of place) */
+  size_t staging_bytes;   /* the staging this migration needs on this rank: its most staged
+                             slots in one layer times the bytes of one expert in all tensors
+                             (0 out of place) */
 } eplb_migrate_info;
 
 /* Called on every rank after each layer; must not call MPI on the migration's communicator. */
@@ -62,30 +64,72 @@ typedef void (*eplb_migrate_progress)(const eplb_migrate_info *info, void *user)
 
 /* Moves expert weights from the old layout to plan->to, collectively over `comm`, whose rank d
  * is device d of the plan (the communicator's size must be the plan's G and `rank` this process's
- * rank in it). All n_tensors tensors move together. Layer by layer: RECVs are posted
- * (MPI_Irecv), then sends (MPI_Isend) from the unmodified old slots, KEEP and LOCAL copies are
- * done meanwhile, then everything is waited for, then DUP copies. Every rank posts in ascending
- * slot order; non-blocking posts cannot deadlock at any rank count.
- * Out of place, receives land directly in dst and no staging is used. In place, a receive into
- * a slot whose old content is still needed (sent or copied locally in the same layer) and every
- * local copy go through one staging area sized for this rank's largest layer
- * (eplb_transfer_staging_slots times the bytes of one expert in all tensors); the staged copies
- * are applied after the layer's sends completed, so no slot is overwritten before its old
- * content was sent. Messages are tagged slot * n_tensors + tensor within a layer (layers never
- * overlap in time), which must not exceed the communicator's MPI_TAG_UB (at least 32767).
- * MPI errors are returned, not aborted on: the work runs on a duplicate of `comm` with
- * MPI_ERRORS_RETURN. Argument checks are agreed on by all ranks before any transfer, so a bad
- * argument on one rank makes every rank return the same code without moving anything; the ranks
- * also agree after each layer (one MPI_Allreduce), so all stop after the first failed layer.
- * The staging area is allocated per call and freed before returning.
+ * rank in it). All n_tensors tensors move together, layer by layer (a layer's buffers may be
+ * anywhere; layers are moved one after the other).
+ *
+ * In a layer, each rank posts the receives it can (MPI_Irecv, ascending slot order) and its
+ * sends (MPI_Isend, ascending destination slot order), makes its local copies, and completes
+ * the rest as messages complete (MPI_Waitsome); DUP copies come last. Out of place, every
+ * receive lands directly in dst and no staging is used. In place, a slot is overwritten only
+ * after every read of its old content is done (its sends completed, its local copies made):
+ * such a slot gets its receive posted (or its local copy made) when that is done, directly into
+ * place. Only the slots plan->staged marks (one per cycle of slots waiting for each other, e.g.
+ * a swap, and slots that would wait long; see eplb_transfer_staging_slots) have their old
+ * content copied to the staging area at the start of the layer, sized for this rank's largest
+ * layer; their sends and local copies read it from there, so they are free at once. The order
+ * only depends on the plan and the completions, and no chain of waits closes on itself, so no
+ * rank count deadlocks.
+ * Messages are tagged slot * n_tensors + tensor within a layer (a pair of ranks matches a
+ * layer's messages before the next layer's: MPI keeps their order); the largest tag must not
+ * exceed the communicator's MPI_TAG_UB (at least 32767).
+ *
+ * Errors: MPI errors are returned, never aborted on: the work runs on a duplicate of `comm`
+ * with MPI_ERRORS_RETURN. Argument checks are agreed on by all ranks before any transfer (one
+ * MPI_Allreduce), so a bad argument on one rank makes every rank return the same code without
+ * moving anything. There is no collective per layer: a rank that meets an MPI error in a layer
+ * keeps posting every remaining receive and send of the migration (its sends then carry no data,
+ * which tells their receivers it failed; a failed post is retried once) and skips its copies, so
+ * no rank is left waiting as long as MPI still delivers messages; one MPI_Allreduce at the end
+ * gives every rank the same result.
+ * Costs per call: an MPI_Comm_dup, two MPI_Allreduce and the staging allocation; use a
+ * workspace (eplb_mpi_migrate_ws) to pay the first and the last once for many migrations.
  * progress may be NULL.
  * @return 0 on every rank, or the same negative code on every rank: EPLB_EINVAL (bad argument:
  *         NULL, sizes, rank, in place with different slot counts, strides), EPLB_ERANGE (a tag
- *         or an expert size beyond MPI's limits), EPLB_ENOMEM, EPLB_ECOMM (an MPI call failed;
- *         the detail has MPI's message; the tensors' contents are then undefined). */
+ *         or an expert size beyond MPI's limits), EPLB_ENOMEM, EPLB_ECOMM (an MPI call failed on
+ *         some rank, or a peer sent no data; the detail names the rank and, there, MPI's message;
+ *         the tensors' contents are then undefined). */
 EPLB_API int eplb_mpi_migrate(MPI_Comm comm, const eplb_transfer *plan, int rank,
                               const eplb_tensor *tensors, size_t n_tensors,
                               eplb_migrate_progress progress, void *user);
+
+/* A reusable migration workspace: a duplicate of a communicator (MPI_ERRORS_RETURN) and buffers
+ * (staging, requests) kept from one migration to the next, grown when a migration needs more.
+ * Use one for repeated re-balancing; one migration at a time per workspace. */
+typedef struct eplb_migrate_ws eplb_migrate_ws;
+
+/* Creates a workspace for migrations over `comm` (collective over comm: every rank calls it;
+ * `comm` itself is not modified). Nothing is allocated for staging until a migration needs it.
+ * @return 0 on every rank, or the same code on every rank: EPLB_EINVAL (NULL out,
+ *         MPI_COMM_NULL), EPLB_ENOMEM, EPLB_ECOMM. *out is NULL on failure; free with
+ *         eplb_mpi_migrate_ws_free(). */
+EPLB_API int eplb_mpi_migrate_ws_create(MPI_Comm comm, eplb_migrate_ws **out);
+
+/* eplb_mpi_migrate() on a workspace's communicator (same contract; this process's rank in it is
+ * the plan's device): the staging and request buffers are reused, so a repeated migration pays
+ * no allocation and no MPI_Comm_dup. @return as eplb_mpi_migrate(); EPLB_EINVAL for a NULL ws
+ * (on that rank only). */
+EPLB_API int eplb_mpi_migrate_ws(eplb_migrate_ws *ws, const eplb_transfer *plan,
+                                 const eplb_tensor *tensors, size_t n_tensors,
+                                 eplb_migrate_progress progress, void *user);
+
+/* Bytes of staging the workspace holds now (the most any migration on it needed so far);
+ * 0 for NULL. */
+EPLB_API size_t eplb_mpi_migrate_ws_staging_bytes(const eplb_migrate_ws *ws);
+
+/* Releases a workspace and frees its communicator (MPI_Comm_free: call it on every rank).
+ * NULL is a no-op. */
+EPLB_API void eplb_mpi_migrate_ws_free(eplb_migrate_ws *ws);
 
 #ifdef __cplusplus
 }

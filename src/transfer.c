@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eplb_int.h"
+#include "move_int.h"
 
 /* Scratch of the planner, sized once for all layers. */
 typedef struct planner {
@@ -35,6 +35,7 @@ void eplb_transfer_free(eplb_transfer *plan) {
   eplb_placement_free(plan->to);
   free(plan->xfers);
   free(plan->needed);
+  free(plan->staged);
   free(plan);
 }
 
@@ -55,17 +56,12 @@ int64_t eplb_transfer_plan_bytes(const eplb_transfer *plan, int64_t bytes_per_co
 /* Counts the copies rank `rank` stages in layer `layer` when moving in place. */
 int32_t eplb_transfer_staging_slots(const eplb_transfer *plan, int32_t layer, int32_t rank) {
   const eplb_xfer *x = eplb_transfer_layer(plan, layer);
-  if (!x || rank < 0 || rank >= plan->num_gpus)
+  if (!x || !plan->staged || rank < 0 || rank >= plan->num_gpus)
     return -1;
   int32_t St = plan->to_slots / plan->num_gpus, n = 0;
-  const uint8_t *needed = plan->needed + (size_t)layer * (size_t)plan->from_slots;
-  for (int32_t s = rank * St; s < (rank + 1) * St; s++) {
-    if (x[s].kind == EPLB_XFER_LOCAL)
-      n++;
-    else if (x[s].kind == EPLB_XFER_RECV)
-      /* In place the slot numbering is shared: the new slot s is the old slot s. */
-      n += plan->from_slots == plan->to_slots ? needed[s] : 1;
-  }
+  const uint8_t *staged = plan->staged + (size_t)layer * (size_t)plan->to_slots;
+  for (int32_t s = rank * St; s < (rank + 1) * St; s++)
+    n += staged[s];
   return n;
 }
 
@@ -266,6 +262,8 @@ int eplb_transfer_plan_ex(const eplb_placement *from, const eplb_placement *to,
   for (int32_t l = 0; l < L && !rc; l++)
     rc = plan_layer(&pl, l, plan->xfers + (size_t)l * to->num_slots,
                     plan->needed + (size_t)l * from->num_slots, st);
+  if (!rc)
+    rc = eplb__transfer_stage(plan);
   if (!rc) {
     st->slots = (int64_t)L * to->num_slots;
     st->upstream_copies = st->slots;

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "eplb_mpi.h"
+#include "mpi/migrate_int.h" /* the fault hook */
 #include "test_move_util.h"
 
 #define PAD_BYTE 0xA5   /* bytes between slots (stride > expert_bytes): must stay untouched */
@@ -26,6 +27,7 @@ typedef struct mcase {
   int in_place;
   int align;
   int relabel;
+  eplb_migrate_ws *ws;       /* run on this workspace (NULL: eplb_mpi_migrate) */
   int calls;                 /* progress callbacks */
   eplb_migrate_info last;    /* the last progress report */
 } mcase;
@@ -103,7 +105,8 @@ static eplb_transfer_stats run_case(const eplb_placement *from, const eplb_place
     copy_bytes += c->bytes[t];
   }
   c->calls = 0;
-  int rc = eplb_mpi_migrate(MPI_COMM_WORLD, plan, g_rank, tens, c->n_tensors, on_progress, c);
+  int rc = c->ws ? eplb_mpi_migrate_ws(c->ws, plan, tens, c->n_tensors, on_progress, c)
+                 : eplb_mpi_migrate(MPI_COMM_WORLD, plan, g_rank, tens, c->n_tensors, on_progress, c);
   if (rc)
     print_error("rank %d: %s\n", g_rank, eplb_last_error());
   assert_int_equal(rc, 0);
@@ -129,6 +132,8 @@ static eplb_transfer_stats run_case(const eplb_placement *from, const eplb_place
     stage = k > stage ? k : stage;
   }
   assert_int_equal(c->last.staging_bytes, (size_t)stage * copy_bytes);
+  if (c->ws)
+    assert_true(eplb_mpi_migrate_ws_staging_bytes(c->ws) >= c->last.staging_bytes);
   for (size_t t = 0; t < c->n_tensors; t++)
     for (int32_t l = 0; l < L; l++)
       free(src[t][l]), free(dst[t][l]);
@@ -283,6 +288,92 @@ static void duplicates_received_once(void **state) {
   eplb_placement_free(from), eplb_placement_free(to);
 }
 
+/* `from` with each layer's slots rotated: slot s gets the expert of slot perm(s) where ranks
+ * are taken in groups of `group` consecutive ranks and each rank takes all the slots of the
+ * next rank of its group (a swap for groups of 2, a cycle for 3); ranks left over keep theirs. */
+static eplb_placement *grouped_rotation(const eplb_placement *from, int32_t group) {
+  eplb_placement *to = NULL;
+  assert_int_equal(eplb_placement_clone(from, &to), 0);
+  int32_t G = from->num_gpus, R = from->num_slots, S = R / G, whole = G / group * group;
+  for (int32_t l = 0; l < from->num_layers; l++)
+    for (int32_t s = 0; s < R; s++) {
+      int32_t d = s / S, src = d;
+      if (d < whole)
+        src = d / group * group + (d % group + 1) % group;
+      to->phy2log[l * R + s] = from->phy2log[l * R + src * S + s % S];
+    }
+  assert_int_equal(eplb_placement_build_index(to), 0);
+  return to;
+}
+
+/* Swaps between pairs of ranks and cycles of three ranks, every slot moving, in place (the
+ * cases staging exists for) and out of place; every byte checked by run_case. */
+static void swaps_and_cycles_of_three_in_place(void **state) {
+  (void)state;
+  eplb_placement *from = NULL;
+  assert_int_equal(eplb_placement_initial(2, 4 * g_size, g_size, 4, &from), 0);
+  for (int32_t group = 2; group <= 3; group++) {
+    if (group > g_size)
+      continue;
+    eplb_placement *to = grouped_rotation(from, group);
+    for (int in_place = 1; in_place >= 0; in_place--) {
+      mcase c = three_tensors(in_place);
+      eplb_transfer_stats st = run_case(from, to, &c);
+      assert_int_equal(st.receives, 2 * 4 * (g_size / group * group));
+      /* one staged slot per cycle: 4 cycles of `group` slots per group of ranks and layer */
+      if (in_place)
+        assert_int_equal(st.staging_slots, 2); /* 4 cycles spread over 2 or 3 ranks */
+    }
+    eplb_placement_free(to);
+  }
+  eplb_placement_free(from);
+}
+
+/* One slot per rank, passed to the previous rank: one cycle through every rank, cut once and,
+ * with more than 4 ranks, again where waits would get long. */
+static void one_cycle_through_every_rank_in_place(void **state) {
+  (void)state;
+  eplb_placement *from = NULL, *to = NULL;
+  assert_int_equal(eplb_placement_initial(3, g_size, g_size, 1, &from), 0);
+  assert_int_equal(eplb_placement_clone(from, &to), 0);
+  for (int32_t l = 0; l < 3; l++)
+    for (int32_t s = 0; s < g_size; s++)
+      to->phy2log[l * g_size + s] = from->phy2log[l * g_size + (s + 1) % g_size];
+  assert_int_equal(eplb_placement_build_index(to), 0);
+  mcase c = three_tensors(1);
+  eplb_transfer_stats st = run_case(from, to, &c);
+  assert_int_equal(st.receives, 3 * g_size);
+  assert_int_equal(st.staging_slots, 1);
+  eplb_placement_free(from), eplb_placement_free(to);
+}
+
+/* One workspace for several migrations, in place and out of place, forth and back: each is
+ * checked byte by byte, the staging it holds only grows. */
+static void a_workspace_serves_many_migrations(void **state) {
+  (void)state;
+  uint64_t rng = 505;
+  eplb_migrate_ws *ws = NULL;
+  assert_int_equal(eplb_mpi_migrate_ws_create(MPI_COMM_WORLD, &ws), 0);
+  assert_int_equal(eplb_mpi_migrate_ws_staging_bytes(ws), 0);
+  eplb_placement *a = tm_random_placement(2, 3 * g_size, g_size, 4, &rng);
+  eplb_placement *b = tm_random_placement(2, 3 * g_size, g_size, 4, &rng);
+  size_t held = 0;
+  for (int round = 0; round < 4; round++) {
+    mcase c = three_tensors(round % 2 == 0);
+    c.ws = ws;
+    run_case(round < 2 ? a : b, round < 2 ? b : a, &c);
+    assert_true(eplb_mpi_migrate_ws_staging_bytes(ws) >= held);
+    held = eplb_mpi_migrate_ws_staging_bytes(ws);
+  }
+  assert_int_equal(eplb_mpi_migrate_ws(NULL, NULL, NULL, 0, NULL, NULL), EPLB_EINVAL);
+  eplb_migrate_ws *none = ws;
+  assert_int_equal(eplb_mpi_migrate_ws_create(MPI_COMM_NULL, &none), EPLB_EINVAL);
+  assert_null(none);
+  eplb_mpi_migrate_ws_free(ws);
+  eplb_mpi_migrate_ws_free(NULL);
+  eplb_placement_free(a), eplb_placement_free(b);
+}
+
 /* ---- errors ---- */
 
 static void a_bad_argument_on_one_rank_fails_every_rank_alike(void **state) {
@@ -320,6 +411,59 @@ static void a_bad_argument_on_one_rank_fails_every_rank_alike(void **state) {
   eplb_placement_free(from), eplb_placement_free(to);
 }
 
+/* A real MPI error (a message to a rank outside the communicator, by the test hook) on the
+ * last rank, in its first send or its first receive of the first or the last layer, in place
+ * and out of place: every rank returns EPLB_ECOMM (none hangs: ctest's timeout would catch it),
+ * the failing rank's detail has MPI's message, the others name a failed rank; then the same
+ * workspace moves data again correctly (no message was left behind). */
+static void an_mpi_error_on_one_rank_fails_every_rank_without_a_hang(void **state) {
+  (void)state;
+  eplb_placement *from = NULL, *to = NULL;
+  assert_int_equal(eplb_placement_initial(3, 2 * g_size, g_size, 2, &from), 0);
+  assert_int_equal(eplb_placement_clone(from, &to), 0);
+  int32_t R = from->num_slots;
+  for (int32_t l = 0; l < 3; l++) /* every slot moves: every rank sends and receives */
+    for (int32_t s = 0; s < R; s++)
+      to->phy2log[l * R + s] = from->phy2log[l * R + (s + 2) % R];
+  assert_int_equal(eplb_placement_build_index(to), 0);
+  eplb_transfer *plan = NULL;
+  assert_int_equal(eplb_transfer_plan(from, to, &plan), 0);
+  eplb_migrate_ws *ws = NULL;
+  assert_int_equal(eplb_mpi_migrate_ws_create(MPI_COMM_WORLD, &ws), 0);
+  enum { BYTES = 4096 };
+  unsigned char *src[3], *dst[3];
+  for (int32_t l = 0; l < 3; l++) {
+    src[l] = calloc(2, BYTES);
+    dst[l] = calloc(2, BYTES);
+  }
+  eplb_tensor t = {.src = (void *const *)src, .expert_bytes = BYTES, .src_stride = BYTES,
+                   .dst_stride = BYTES};
+  for (int in_place = 0; in_place < 2; in_place++)
+    for (int op = 0; op < 2; op++)
+      for (int layer = 0; layer < 3; layer += 2) {
+        t.dst = in_place ? NULL : (void *const *)dst;
+        eplb__migrate_fault_at = (eplb__migrate_fault){g_size - 1, layer, op};
+        int rc = eplb_mpi_migrate_ws(ws, plan, &t, 1, NULL, NULL);
+        eplb__migrate_fault_at = (eplb__migrate_fault){-1, -1, -1};
+        assert_int_equal(rc, EPLB_ECOMM);
+        const char *why = eplb_last_error();
+        if (g_rank == g_size - 1)
+          assert_non_null(strstr(why, op ? "MPI_Irecv" : "MPI_Isend"));
+        else
+          assert_non_null(strstr(why, "rank"));
+      }
+  /* The workspace still works: a migration on it with every slot moving, checked. */
+  mcase c = three_tensors(1);
+  c.ws = ws;
+  run_case(from, to, &c);
+  eplb_placement_free(to);
+  for (int32_t l = 0; l < 3; l++)
+    free(src[l]), free(dst[l]);
+  eplb_mpi_migrate_ws_free(ws);
+  eplb_transfer_free(plan);
+  eplb_placement_free(from);
+}
+
 static void in_place_needs_equal_slot_counts(void **state) {
   (void)state;
   eplb_placement *from = NULL, *to = NULL;
@@ -348,8 +492,12 @@ int main(int argc, char **argv) {
       cmocka_unit_test(everything_moving),
       cmocka_unit_test(nothing_moving),
       cmocka_unit_test(duplicates_received_once),
+      cmocka_unit_test(swaps_and_cycles_of_three_in_place),
+      cmocka_unit_test(one_cycle_through_every_rank_in_place),
+      cmocka_unit_test(a_workspace_serves_many_migrations),
       cmocka_unit_test(a_bad_argument_on_one_rank_fails_every_rank_alike),
       cmocka_unit_test(in_place_needs_equal_slot_counts),
+      cmocka_unit_test(an_mpi_error_on_one_rank_fails_every_rank_without_a_hang),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   /* A failure on any rank fails the test on rank 0's exit code too. */

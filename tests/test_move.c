@@ -56,29 +56,70 @@ static void simulate_plan(const eplb_transfer *plan, const eplb_placement *from)
   }
 }
 
-/* Checks the in-place staging count of every (layer, rank) against an independent count: the
- * rank's local copies, plus its receives into slots whose old content some xfer of the layer
- * reads (those would be overwritten before being sent or copied if received directly). */
-static void check_staging(const eplb_transfer *plan) {
-  int32_t G = plan->num_gpus, R = plan->to_slots, St = R / G;
-  uint8_t *read = malloc((size_t)plan->from_slots);
+/* Checks the in-place staging marks by running every layer in place on expert ids, the way
+ * the executor may: a staged slot's old content is set aside first and read from there; any
+ * other slot is filled (received or copied) only once every slot that reads its old content
+ * has been filled. Asserts: only RECV or LOCAL slots are staged, and only slots whose old
+ * content is read (the simple rule stages all of those); the counts add up per rank; the run
+ * never gets stuck (no cycle of waits is left unstaged); no read finds an overwritten slot;
+ * and every slot ends with its expert. */
+static void check_staging(const eplb_transfer *plan, const eplb_placement *from) {
+  int32_t G = plan->num_gpus, R = plan->to_slots, S = R / G;
+  int32_t *content = malloc((size_t)R * sizeof *content), *aside = malloc((size_t)R * sizeof *aside);
+  int32_t *readers = malloc((size_t)R * sizeof *readers);
+  uint8_t *done = malloc((size_t)R);
   int32_t most = 0;
   for (int32_t l = 0; l < plan->num_layers; l++) {
     const eplb_xfer *x = eplb_transfer_layer(plan, l);
-    memset(read, 0, (size_t)plan->from_slots);
-    for (int32_t s = 0; s < R; s++)
-      if (x[s].kind == EPLB_XFER_RECV || x[s].kind == EPLB_XFER_LOCAL)
-        read[x[s].src_slot] = 1;
+    const uint8_t *staged = plan->staged + (size_t)l * R;
+    const int32_t *old = from->phy2log + (size_t)l * R;
+    memcpy(content, old, (size_t)R * sizeof *content);
+    memset(readers, 0, (size_t)R * sizeof *readers);
+    int32_t todo = 0;
+    for (int32_t s = 0; s < R; s++) {
+      int moving = x[s].kind == EPLB_XFER_RECV || x[s].kind == EPLB_XFER_LOCAL;
+      done[s] = !moving;
+      todo += moving;
+      if (moving)
+        readers[x[s].src_slot]++;
+      aside[s] = staged[s] ? old[s] : -1;
+    }
+    for (int32_t s = 0; s < R; s++) {
+      assert_true(!staged[s] || (x[s].kind == EPLB_XFER_RECV || x[s].kind == EPLB_XFER_LOCAL));
+      assert_true(!staged[s] || readers[s] > 0); /* staged only where the simple rule stages */
+      if (staged[s])
+        readers[s] = 0;                        /* its readers read the copy set aside */
+    }
+    for (int progress = 1; todo > 0 && progress;) {
+      progress = 0;
+      for (int32_t u = 0; u < R; u++) {
+        if (done[u] || readers[u] > 0)
+          continue;
+        int32_t src = x[u].src_slot;
+        int32_t val = staged[src] ? aside[src] : content[src];
+        assert_int_equal(val, old[src]); /* the source was not overwritten before this read */
+        content[u] = val;
+        done[u] = 1, todo--, progress = 1;
+        if (!staged[src])
+          readers[src]--;
+      }
+    }
+    assert_int_equal(todo, 0); /* nothing stuck */
+    for (int32_t s = 0; s < R; s++) {
+      if (x[s].kind == EPLB_XFER_DUP)
+        content[s] = content[x[s].src_slot];
+      assert_int_equal(content[s], plan->to->phy2log[(size_t)l * R + s]);
+    }
     for (int32_t d = 0; d < G; d++) {
       int32_t n = 0;
-      for (int32_t s = d * St; s < (d + 1) * St; s++)
-        n += x[s].kind == EPLB_XFER_LOCAL || (x[s].kind == EPLB_XFER_RECV && read[s]);
+      for (int32_t s = d * S; s < (d + 1) * S; s++)
+        n += staged[s];
       assert_int_equal(eplb_transfer_staging_slots(plan, l, d), n);
       most = n > most ? n : most;
     }
   }
   assert_int_equal(plan->stats.staging_slots, most);
-  free(read);
+  free(content), free(aside), free(readers), free(done);
 }
 
 /* Counts the slots of each kind in a plan. */
@@ -354,7 +395,7 @@ static void plan_receives_are_minimal_on_random_pairs(void **state) {
     assert_int_equal(plan->stats.slots, 4 * G * St);
     simulate_plan(plan, from);
     if (Sf == St)
-      check_staging(plan);
+      check_staging(plan, from);
     if (o.align)
       assert_int_equal(n[EPLB_XFER_KEEP], max_keeps(from, to));
     eplb_transfer_free(plan);
@@ -377,6 +418,78 @@ static void plan_with_nothing_moving_keeps_every_slot(void **state) {
   eplb_placement_free(p);
 }
 
+/* A plan from `from` to `from` with every layer's slots rotated by `shift` (slot s gets the
+ * expert of slot s + shift). */
+static eplb_transfer *rotated_plan(const eplb_placement *from, int32_t shift) {
+  eplb_placement *to = NULL;
+  assert_int_equal(eplb_placement_clone(from, &to), 0);
+  int32_t R = from->num_slots;
+  for (int32_t l = 0; l < from->num_layers; l++)
+    for (int32_t s = 0; s < R; s++)
+      to->phy2log[l * R + s] = from->phy2log[l * R + (s + shift) % R];
+  assert_int_equal(eplb_placement_build_index(to), 0);
+  eplb_transfer *plan = NULL;
+  assert_int_equal(eplb_transfer_plan(from, to, &plan), 0);
+  eplb_placement_free(to);
+  return plan;
+}
+
+/* Total staged slots of layer l. */
+static int32_t staged_in_layer(const eplb_transfer *plan, int32_t l) {
+  int32_t n = 0;
+  for (int32_t d = 0; d < plan->num_gpus; d++)
+    n += eplb_transfer_staging_slots(plan, l, d);
+  return n;
+}
+
+static void plan_stages_cycles_and_long_chains_only(void **state) {
+  (void)state;
+  eplb_placement *from = NULL, *to = NULL;
+  /* A swap of all 4 slots between 2 ranks: 4 cycles of two, one staged each, 2 per rank. */
+  assert_int_equal(eplb_placement_initial(1, 8, 2, 4, &from), 0);
+  eplb_transfer *plan = rotated_plan(from, 4);
+  assert_int_equal(staged_in_layer(plan, 0), 4);
+  assert_int_equal(eplb_transfer_staging_slots(plan, 0, 0), 2);
+  assert_int_equal(eplb_transfer_staging_slots(plan, 0, 1), 2);
+  check_staging(plan, from);
+  eplb_transfer_free(plan), eplb_placement_free(from);
+  /* Three ranks passing their 2 slots around: 2 cycles of three, staged on different ranks. */
+  assert_int_equal(eplb_placement_initial(1, 6, 3, 2, &from), 0);
+  plan = rotated_plan(from, 2);
+  assert_int_equal(staged_in_layer(plan, 0), 2);
+  assert_int_equal(plan->stats.staging_slots, 1);
+  check_staging(plan, from);
+  eplb_transfer_free(plan), eplb_placement_free(from);
+  /* One cycle through 8 ranks of one slot: staged at rank 0 (cutting the cycle), then slot 1
+   * waits 1 message time, 2 waits 2, 3 waits 3, 4 would wait 4 > 3: staged. */
+  assert_int_equal(eplb_placement_initial(1, 8, 8, 1, &from), 0);
+  plan = rotated_plan(from, 1);
+  assert_int_equal(staged_in_layer(plan, 0), 2);
+  assert_int_equal(plan->staged[0], 1);
+  assert_int_equal(plan->staged[4], 1);
+  check_staging(plan, from);
+  eplb_transfer_free(plan), eplb_placement_free(from);
+  /* A chain without a cycle, 3 message times long: rank d's slot 0 takes rank d+1's, rank 3's
+   * slot 0 takes expert 1 (kept on rank 0), expert 0 is dropped. Nothing is staged; the simple
+   * rule stages 3 (ranks 1, 2, 3 receive into a slot still to be sent). */
+  assert_int_equal(eplb_placement_initial(1, 8, 4, 2, &from), 0);
+  assert_int_equal(eplb_placement_clone(from, &to), 0);
+  const int32_t row[8] = {2, 1, 4, 3, 6, 5, 1, 7};
+  memcpy(to->phy2log, row, sizeof row);
+  assert_int_equal(eplb_placement_build_index(to), 0);
+  assert_int_equal(eplb_transfer_plan(from, to, &plan), 0);
+  assert_int_equal(plan->stats.receives, 4);
+  assert_int_equal(staged_in_layer(plan, 0), 0);
+  check_staging(plan, from);
+  eplb_transfer_free(plan), eplb_placement_free(from), eplb_placement_free(to);
+  /* Different slot counts cannot move in place: nothing is staged. */
+  assert_int_equal(eplb_placement_initial(1, 8, 2, 4, &from), 0);
+  assert_int_equal(eplb_placement_initial(1, 8, 2, 5, &to), 0);
+  assert_int_equal(eplb_transfer_plan(from, to, &plan), 0);
+  assert_int_equal(plan->stats.staging_slots, 0);
+  eplb_transfer_free(plan), eplb_placement_free(from), eplb_placement_free(to);
+}
+
 static void plan_with_everything_moving_receives_every_slot(void **state) {
   (void)state;
   /* Initial blocks shifted by one device: no device keeps any of its experts. */
@@ -393,8 +506,11 @@ static void plan_with_everything_moving_receives_every_slot(void **state) {
   assert_int_equal(plan->stats.keeps, 0);
   assert_int_equal(plan->stats.max_sent, 6);
   assert_int_equal(plan->stats.max_received, 6);
-  /* Every received slot's old content is sent away: all of them are staged in place. */
-  assert_int_equal(plan->stats.staging_slots, 3);
+  /* In place, slot i of rank d waits for slot i of rank d-1, ...: three cycles of 4 ranks
+   * (slot index 0, 1, 2), each staged once, on different ranks; the simple rule would stage
+   * all 3 slots of every rank. */
+  assert_int_equal(plan->stats.staging_slots, 1);
+  check_staging(plan, from);
   simulate_plan(plan, from);
   eplb_transfer_free(plan);
   eplb_placement_free(from), eplb_placement_free(to);
@@ -535,6 +651,7 @@ int main(void) {
       cmocka_unit_test(plan_receives_are_minimal_on_random_pairs),
       cmocka_unit_test(plan_with_nothing_moving_keeps_every_slot),
       cmocka_unit_test(plan_with_everything_moving_receives_every_slot),
+      cmocka_unit_test(plan_stages_cycles_and_long_chains_only),
       cmocka_unit_test(plan_spreads_senders_of_a_hot_expert),
       cmocka_unit_test(plan_prefers_a_sender_on_the_same_node),
       cmocka_unit_test(plan_receives_a_duplicated_expert_once),

@@ -97,7 +97,7 @@ typedef struct eplb_transfer_stats {
                                 sends to other ranks */
   int64_t max_layer_sent;  /* the largest number of copies one rank sends in one layer */
   int32_t staging_slots;   /* in-place staging one rank needs: max over layers and ranks of the
-                              copies it must stage (see eplb_transfer_staging_slots) */
+                              slots it stages (see eplb_transfer_staging_slots) */
 } eplb_transfer_stats;
 
 /* A transfer plan: for every layer and every slot of the new layout, where its content comes
@@ -110,7 +110,10 @@ typedef struct eplb_transfer {
                                 route with this one, it is owned by the plan */
   eplb_xfer *xfers;          /* [L * to_slots], layer-major, slots ascending */
   uint8_t *needed;           /* [L * from_slots]: 1 when the old slot's content is read by
-                                a send or a local copy of the layer (in-place staging rule) */
+                                a send or a local copy of the layer */
+  uint8_t *staged;           /* [L * to_slots]: 1 when moving in place copies the slot's old
+                                content to the staging area first (see
+                                eplb_transfer_staging_slots); all 0 when the slot counts differ */
   eplb_transfer_stats stats;
 } eplb_transfer;
 
@@ -147,9 +150,17 @@ EPLB_API void eplb_transfer_free(eplb_transfer *plan);
 /* The xfers of layer `layer` (to_slots entries, slots ascending), NULL when out of range. */
 EPLB_API const eplb_xfer *eplb_transfer_layer(const eplb_transfer *plan, int32_t layer);
 
-/* Number of expert copies rank `rank` must stage in layer `layer` when moving in place: receives
- * into a slot whose old content is still needed (sent, or read by a local copy) plus its local
- * copies (LOCAL). Receives into other slots land directly; KEEP and DUP need no staging.
+/* Number of slots rank `rank` stages in layer `layer` when moving in place (the slots
+ * plan->staged marks). In place, a slot may be overwritten only after every read of its
+ * old content (its sends, its local copies) is done, so a slot waits for the slots that read it,
+ * which may wait for theirs. Most slots receive directly into place once free; staging is only
+ * where waiting could never end or would take long: one slot of every cycle of slots that wait
+ * for each other (a swap between two ranks is such a cycle; in each cycle the slot of the rank
+ * with the fewest staged slots so far in the layer, then the lowest slot), and any slot whose
+ * chain of waits would exceed 3 message times. A staged slot's old content is copied to the
+ * staging area first, its sends and local copies read it from there, and the slot is free at
+ * once: one extra copy.
+ * For example a swap of every slot between two ranks with 4 slots each stages 2 slots per rank.
  * Returns -1 on bad arguments. */
 EPLB_API int32_t eplb_transfer_staging_slots(const eplb_transfer *plan, int32_t layer,
                                              int32_t rank);

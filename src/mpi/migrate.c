@@ -1,55 +1,16 @@
-/* migrate.c - the MPI executor of a transfer plan: moves expert weights between ranks layer by
- * layer with non-blocking point-to-point messages, in place (through staging) or out of place. */
+/* migrate.c - the MPI executor of a transfer plan: argument checks agreed on by every rank, the
+ * reusable workspace, the layers one after the other (migrate_layer.c) and one agreement on the
+ * result at the end. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mpi_int.h"
+#include "migrate_int.h"
 
-/* State of one migration on one rank. */
-typedef struct migrator {
-  MPI_Comm comm;               /* duplicate of the caller's communicator, errors returned */
-  const eplb_transfer *plan;
-  const eplb_tensor *tensors;
-  size_t n_tensors;
-  int rank, in_place;
-  int32_t Sf, St;              /* slots per rank, old and new layout */
-  size_t copy_bytes;           /* one expert copy in all tensors */
-  unsigned char *staging;      /* in place: staging_slots * copy_bytes */
-  int32_t *stage_dst;          /* [staging slots] local slot each staged copy goes to */
-  MPI_Request *req;            /* [max_req] */
-  size_t max_req;
-  eplb_migrate_info info;
-} migrator;
-
-/* ---- slot addresses ---- */
-
-/* Address of local slot `i` of tensor t in layer l, old layout. */
-static unsigned char *old_slot(const migrator *m, size_t t, int32_t l, int32_t i) {
-  const eplb_tensor *x = &m->tensors[t];
-  return (unsigned char *)x->src[l] + (size_t)i * x->src_stride;
-}
-
-/* Address of local slot `i` of tensor t in layer l, new layout (the old buffer in place). */
-static unsigned char *new_slot(const migrator *m, size_t t, int32_t l, int32_t i) {
-  const eplb_tensor *x = &m->tensors[t];
-  if (m->in_place)
-    return (unsigned char *)x->src[l] + (size_t)i * x->src_stride;
-  return (unsigned char *)x->dst[l] + (size_t)i * x->dst_stride;
-}
-
-/* Address of tensor t's part of staged copy k (tensors are packed one after the other). */
-static unsigned char *staged(const migrator *m, size_t t, int32_t k) {
-  size_t off = (size_t)k * m->copy_bytes;
-  for (size_t j = 0; j < t; j++)
-    off += m->tensors[j].expert_bytes;
-  return m->staging + off;
-}
-
-/* ---- checks and setup (local to this rank) ---- */
+/* ---- checks (local to this rank) ---- */
 
 /* Checks the tensors against the plan; sets m->in_place and m->copy_bytes. */
-static int check_tensors(migrator *m) {
+static int check_tensors(eplb__migrator *m) {
   const eplb_transfer *plan = m->plan;
   if (!m->tensors || m->n_tensors < 1)
     return eplb__err(EPLB_EINVAL, "migrate: no tensors");
@@ -81,34 +42,30 @@ static int check_tensors(migrator *m) {
   return 0;
 }
 
-/* Checks the communicator's size, the rank and the tag range. */
-static int check_comm(migrator *m) {
-  int size = 0, me = -1, flag = 0;
-  int *tag_ub = NULL;
-  int rc = MPI_Comm_size(m->comm, &size);
-  if (rc == MPI_SUCCESS)
-    rc = MPI_Comm_rank(m->comm, &me);
-  if (rc == MPI_SUCCESS)
-    rc = MPI_Comm_get_attr(m->comm, MPI_TAG_UB, &tag_ub, &flag);
-  if (rc != MPI_SUCCESS)
-    return eplb__mpi_err(rc, "migrate: communicator");
-  if (size != m->plan->num_gpus)
+/* Checks the plan against the workspace's communicator, and the tag range. */
+static int check_plan(eplb__migrator *m) {
+  const eplb_transfer *plan = m->plan;
+  if (!plan || !plan->xfers || !plan->staged || plan->num_gpus < 1)
+    return eplb__err(EPLB_EINVAL, "migrate: no plan");
+  if (m->ws->size != plan->num_gpus)
     return eplb__err(EPLB_EINVAL, "migrate: the communicator has %d ranks but the plan %d devices",
-                     size, m->plan->num_gpus);
-  if (me != m->rank)
-    return eplb__err(EPLB_EINVAL, "migrate: rank %d given, but this process is rank %d", m->rank,
-                     me);
-  long long max_tag = (long long)m->plan->to_slots * (long long)m->n_tensors - 1;
-  if (!flag || !tag_ub || max_tag > (long long)*tag_ub)
+                     m->ws->size, plan->num_gpus);
+  long long max_tag = (long long)plan->to_slots * (long long)m->n_tensors - 1;
+  if (max_tag > (long long)m->ws->tag_ub)
     return eplb__err(EPLB_ERANGE, "migrate: %d slots x %zu tensors need tags up to %lld, above "
                                   "MPI_TAG_UB %d",
-                     m->plan->to_slots, m->n_tensors, max_tag, flag && tag_ub ? *tag_ub : 0);
+                     plan->to_slots, m->n_tensors, max_tag, m->ws->tag_ub);
+  m->Sf = plan->from_slots / plan->num_gpus, m->St = plan->to_slots / plan->num_gpus;
+  m->info.num_layers = plan->num_layers;
   return 0;
 }
 
-/* Allocates the staging area (in place) and the request array, both sized for the largest
- * layer of this rank. */
-static int alloc_buffers(migrator *m) {
+/* ---- buffers ---- */
+
+/* Grows the workspace's buffers to what this migration needs on this rank: staging for its
+ * most staged slots in a layer, requests for its most messages in a layer, per-slot state. */
+static int grow_buffers(eplb__migrator *m) {
+  eplb_migrate_ws *ws = m->ws;
   const eplb_transfer *plan = m->plan;
   int32_t stage = 0;
   size_t msgs = 0;
@@ -116,168 +73,192 @@ static int alloc_buffers(migrator *m) {
     const eplb_xfer *x = eplb_transfer_layer(plan, l);
     size_t n = 0;
     for (int32_t s = 0; s < plan->to_slots; s++)
-      if (x[s].kind == EPLB_XFER_RECV && (x[s].src_rank == m->rank || s / m->St == m->rank))
-        n++;
-    if (n > msgs)
-      msgs = n;
+      n += x[s].kind == EPLB_XFER_RECV && (x[s].src_rank == m->rank || s / m->St == m->rank);
+    msgs = n > msgs ? n : msgs;
     int32_t k = m->in_place ? eplb_transfer_staging_slots(plan, l, m->rank) : 0;
-    if (k > stage)
-      stage = k;
+    stage = k > stage ? k : stage;
   }
-  m->max_req = msgs * m->n_tensors;
-  m->req = eplb__mallocn(m->max_req, sizeof *m->req);
-  m->stage_dst = eplb__mallocn((size_t)stage, sizeof *m->stage_dst);
-  m->info.staging_bytes = (size_t)stage * m->copy_bytes;
   if (stage > 0 && m->copy_bytes > SIZE_MAX / (size_t)stage)
     return eplb__err(EPLB_ENOMEM, "migrate: staging of %d copies overflows", stage);
-  m->staging = eplb__mallocn((size_t)stage, m->copy_bytes);
-  if (!m->req || !m->stage_dst || !m->staging)
-    return eplb__err(EPLB_ENOMEM, "migrate: cannot allocate %zu bytes of staging",
-                     m->info.staging_bytes);
-  return 0;
-}
-
-/* ---- one layer ---- */
-
-/* Posts this rank's receives of layer l; staged ones record their slot in stage_dst[*k]. */
-static int post_receives(migrator *m, int32_t l, size_t *nreq, int32_t *k) {
-  const eplb_xfer *x = eplb_transfer_layer(m->plan, l);
-  const uint8_t *needed = m->plan->needed + (size_t)l * (size_t)m->plan->from_slots;
-  for (int32_t s = m->rank * m->St; s < (m->rank + 1) * m->St; s++) {
-    if (x[s].kind != EPLB_XFER_RECV)
-      continue;
-    int32_t i = s - m->rank * m->St;
-    int stage = m->in_place && needed[s];
-    for (size_t t = 0; t < m->n_tensors; t++) {
-      void *buf = stage ? staged(m, t, *k) : new_slot(m, t, l, i);
-      int tag = (int)((size_t)s * m->n_tensors + t);
-      int rc = MPI_Irecv(buf, (int)m->tensors[t].expert_bytes, MPI_BYTE, x[s].src_rank, tag,
-                         m->comm, &m->req[(*nreq)++]);
-      if (rc != MPI_SUCCESS) {
-        (*nreq)--;
-        return eplb__mpi_err(rc, "migrate: MPI_Irecv");
-      }
-      m->info.bytes_received += (int64_t)m->tensors[t].expert_bytes;
-    }
-    if (stage)
-      m->stage_dst[(*k)++] = i;
+  m->info.staging_bytes = (size_t)stage * m->copy_bytes;
+  if (m->info.staging_bytes > ws->staging_cap) {
+    free(ws->staging);
+    ws->staging_cap = 0;
+    if (!(ws->staging = malloc(m->info.staging_bytes)))
+      return eplb__err(EPLB_ENOMEM, "migrate: cannot allocate %zu bytes of staging",
+                       m->info.staging_bytes);
+    ws->staging_cap = m->info.staging_bytes;
   }
-  return 0;
-}
-
-/* Posts this rank's sends of layer l, from the old slots, in ascending destination slot order. */
-static int post_sends(migrator *m, int32_t l, size_t *nreq) {
-  const eplb_xfer *x = eplb_transfer_layer(m->plan, l);
-  for (int32_t s = 0; s < m->plan->to_slots; s++) {
-    if (x[s].kind != EPLB_XFER_RECV || x[s].src_rank != m->rank)
-      continue;
-    int32_t i = x[s].src_slot - m->rank * m->Sf;
-    for (size_t t = 0; t < m->n_tensors; t++) {
-      int tag = (int)((size_t)s * m->n_tensors + t);
-      int rc = MPI_Isend(old_slot(m, t, l, i), (int)m->tensors[t].expert_bytes, MPI_BYTE,
-                         s / m->St, tag, m->comm, &m->req[(*nreq)++]);
-      if (rc != MPI_SUCCESS) {
-        (*nreq)--;
-        return eplb__mpi_err(rc, "migrate: MPI_Isend");
-      }
-      m->info.bytes_sent += (int64_t)m->tensors[t].expert_bytes;
-    }
+  size_t nreq = msgs * m->n_tensors;
+  if (nreq > ws->req_cap) {
+    free(ws->req), free(ws->status), free(ws->done), free(ws->req_slot), free(ws->req_send);
+    ws->req_cap = 0;
+    ws->req = eplb__mallocn(nreq, sizeof *ws->req);
+    ws->status = eplb__mallocn(nreq, sizeof *ws->status);
+    ws->done = eplb__mallocn(nreq, sizeof *ws->done);
+    ws->req_slot = eplb__mallocn(nreq, sizeof *ws->req_slot);
+    ws->req_send = eplb__mallocn(nreq, sizeof *ws->req_send);
+    if (!ws->req || !ws->status || !ws->done || !ws->req_slot || !ws->req_send)
+      return eplb__err(EPLB_ENOMEM, "migrate: cannot allocate %zu requests", nreq);
+    ws->req_cap = nreq;
   }
+  size_t slots = (size_t)(m->Sf > m->St ? m->Sf : m->St);
+  if (slots > ws->slot_cap) {
+    free(ws->slot_buf), free(ws->work);
+    ws->slot_cap = 0;
+    ws->slot_buf = eplb__mallocn(slots * EPLB__MIGRATE_SLOT_ARRAYS, sizeof *ws->slot_buf);
+    ws->work = eplb__mallocn(slots, sizeof *ws->work);
+    if (!ws->slot_buf || !ws->work)
+      return eplb__err(EPLB_ENOMEM, "migrate: out of memory");
+    ws->slot_cap = slots;
+  }
+  m->readers = ws->slot_buf, m->stage_idx = ws->slot_buf + slots;
+  m->flags = ws->slot_buf + 2 * slots;
   return 0;
 }
 
-/* Copies the expert of old local slot `from` into new local slot `to` in every tensor
- * (out of place), or into staged copy `k` (in place, k >= 0). */
-static void copy_local(migrator *m, int32_t l, int32_t from, int32_t to, int32_t k) {
-  for (size_t t = 0; t < m->n_tensors; t++)
-    memcpy(k >= 0 ? staged(m, t, k) : new_slot(m, t, l, to), old_slot(m, t, l, from),
-           m->tensors[t].expert_bytes);
+/* ---- agreement ---- */
+
+/* Makes every rank return the same code: the most negative one over the communicator, with the
+ * lowest rank that met it named in the detail of the ranks that did not. */
+static int agree(MPI_Comm comm, int rank, int rc, const char *stage) {
+  struct {
+    int code, rank;
+  } mine = {rc, rank}, all = {0, 0};
+  int mrc = MPI_Allreduce(&mine, &all, 1, MPI_2INT, MPI_MINLOC, comm);
+  if (mrc != MPI_SUCCESS)
+    return rc ? rc : eplb__mpi_err(mrc, "migrate: MPI_Allreduce");
+  if (all.code != 0 && rc == 0)
+    return eplb__err(all.code, "migrate: %s failed on rank %d: %s", stage, all.rank,
+                     eplb_strerror(all.code));
+  return all.code;
 }
 
-/* Moves layer l: stage local copies (in place), post receives and sends, copy locally while
- * they fly (out of place), wait, apply the staging, then the DUP copies. */
-static int run_layer(migrator *m, int32_t l) {
-  const eplb_xfer *x = eplb_transfer_layer(m->plan, l);
-  int32_t first = m->rank * m->St, k = 0;
-  size_t nreq = 0;
-  if (m->in_place)
-    for (int32_t s = first; s < first + m->St; s++)
-      if (x[s].kind == EPLB_XFER_LOCAL) {
-        copy_local(m, l, x[s].src_slot - m->rank * m->Sf, -1, k);
-        m->stage_dst[k++] = s - first;
-      }
-  int rc = post_receives(m, l, &nreq, &k);
-  if (!rc)
-    rc = post_sends(m, l, &nreq);
-  if (!rc && !m->in_place)
-    for (int32_t s = first; s < first + m->St; s++)
-      if (x[s].kind == EPLB_XFER_KEEP || x[s].kind == EPLB_XFER_LOCAL)
-        copy_local(m, l, x[s].src_slot - m->rank * m->Sf, s - first, -1);
-  /* Wait even after a failed post: the posted requests still use the buffers. */
-  int wrc = MPI_Waitall((int)nreq, m->req, MPI_STATUSES_IGNORE);
-  if (rc)
+/* ---- the workspace ---- */
+
+/* Duplicates comm with errors returned and reads its rank, size and tag bound; no agreement,
+ * except without memory for the workspace: then this rank takes part in the first agreement
+ * the other ranks make on their duplicate (any caller's next step) with EPLB_ENOMEM, frees its
+ * duplicate and leaves *out NULL. On other failures *out holds what must still be freed. */
+static int ws_open(MPI_Comm comm, eplb_migrate_ws **out) {
+  eplb_migrate_ws *ws = calloc(1, sizeof *ws);
+  MPI_Comm dup = MPI_COMM_NULL;
+  int rc = MPI_Comm_dup(comm, &dup); /* even without memory: the other ranks take part */
+  *out = ws;
+  if (!ws) {
+    int me = 0;
+    rc = eplb__err(EPLB_ENOMEM, "migrate: out of memory");
+    if (dup != MPI_COMM_NULL) {
+      MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+      MPI_Comm_rank(dup, &me);
+      agree(dup, me, rc, "workspace");
+      MPI_Comm_free(&dup);
+    }
     return rc;
-  if (wrc != MPI_SUCCESS)
-    return eplb__mpi_err(wrc, "migrate: MPI_Waitall");
-  for (int32_t j = 0; j < k; j++)
-    for (size_t t = 0; t < m->n_tensors; t++)
-      memcpy(new_slot(m, t, l, m->stage_dst[j]), staged(m, t, j), m->tensors[t].expert_bytes);
-  for (int32_t s = first; s < first + m->St; s++)
-    if (x[s].kind == EPLB_XFER_DUP)
-      for (size_t t = 0; t < m->n_tensors; t++)
-        memcpy(new_slot(m, t, l, s - first), new_slot(m, t, l, x[s].src_slot - first),
-               m->tensors[t].expert_bytes);
+  }
+  ws->comm = dup;
+  if (rc != MPI_SUCCESS)
+    return eplb__mpi_err(rc, "migrate: MPI_Comm_dup");
+  int flag = 0, *tag_ub = NULL;
+  rc = MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+  if (rc == MPI_SUCCESS)
+    rc = MPI_Comm_size(dup, &ws->size);
+  if (rc == MPI_SUCCESS)
+    rc = MPI_Comm_rank(dup, &ws->rank);
+  if (rc == MPI_SUCCESS)
+    rc = MPI_Comm_get_attr(dup, MPI_TAG_UB, &tag_ub, &flag);
+  if (rc != MPI_SUCCESS)
+    return eplb__mpi_err(rc, "migrate: communicator");
+  ws->tag_ub = flag && tag_ub ? *tag_ub : 0;
   return 0;
+}
+
+/* Creates a workspace: open it, then agree on the result. */
+int eplb_mpi_migrate_ws_create(MPI_Comm comm, eplb_migrate_ws **out) {
+  if (!out)
+    return eplb__err(EPLB_EINVAL, "migrate: no output");
+  *out = NULL;
+  if (comm == MPI_COMM_NULL)
+    return eplb__err(EPLB_EINVAL, "migrate: MPI_COMM_NULL");
+  eplb_migrate_ws *ws = NULL;
+  int rc = ws_open(comm, &ws);
+  if (ws && ws->comm != MPI_COMM_NULL)
+    rc = agree(ws->comm, ws->rank, rc, "workspace");
+  if (rc) {
+    eplb_mpi_migrate_ws_free(ws);
+    return rc;
+  }
+  *out = ws;
+  return 0;
+}
+
+/* Frees the buffers and the duplicate communicator. */
+void eplb_mpi_migrate_ws_free(eplb_migrate_ws *ws) {
+  if (!ws)
+    return;
+  free(ws->staging), free(ws->req), free(ws->status), free(ws->done), free(ws->req_slot);
+  free(ws->req_send), free(ws->slot_buf), free(ws->work);
+  if (ws->comm != MPI_COMM_NULL)
+    MPI_Comm_free(&ws->comm);
+  free(ws);
+}
+
+/* The staging the workspace holds. */
+size_t eplb_mpi_migrate_ws_staging_bytes(const eplb_migrate_ws *ws) {
+  return ws ? ws->staging_cap : 0;
 }
 
 /* ---- the migration ---- */
 
-/* Makes every rank return the same code: the most negative one over the communicator. */
-static int agree(MPI_Comm comm, int rc, const char *stage) {
-  int all = rc;
-  int mrc = MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, comm);
-  if (mrc != MPI_SUCCESS)
-    return rc ? rc : eplb__mpi_err(mrc, "migrate: MPI_Allreduce");
-  if (all != 0 && rc == 0)
-    return eplb__err(all, "migrate: %s failed on another rank: %s", stage, eplb_strerror(all));
-  return all;
+/* Runs the migration on an open workspace: checks (local error `rc` from the caller folded in)
+ * agreed on, the layers, the result agreed on. */
+static int run(eplb_migrate_ws *ws, int rc, int rank, const eplb_transfer *plan,
+               const eplb_tensor *tensors, size_t n_tensors, eplb_migrate_progress progress,
+               void *user) {
+  eplb__migrator m;
+  memset(&m, 0, sizeof m);
+  m.ws = ws, m.plan = plan, m.tensors = tensors, m.n_tensors = n_tensors, m.rank = ws->rank;
+  if (!rc && rank != ws->rank)
+    rc = eplb__err(EPLB_EINVAL, "migrate: rank %d given, but this process is rank %d", rank,
+                   ws->rank);
+  if (!rc)
+    rc = check_plan(&m);
+  if (!rc)
+    rc = check_tensors(&m);
+  if (!rc)
+    rc = grow_buffers(&m);
+  rc = agree(ws->comm, ws->rank, rc, "argument check");
+  if (rc)
+    return rc;
+  for (int32_t l = 0; l < plan->num_layers; l++) {
+    eplb__migrate_layer(&m, l);
+    m.info.layers_done = l + 1;
+    if (progress)
+      progress(&m.info, user);
+  }
+  return agree(ws->comm, ws->rank, m.rc, "migration");
 }
 
-/* Runs a transfer plan over MPI on this rank (contract in eplb_mpi.h). */
+/* Runs a transfer plan on a workspace (contract in eplb_mpi.h). */
+int eplb_mpi_migrate_ws(eplb_migrate_ws *ws, const eplb_transfer *plan,
+                        const eplb_tensor *tensors, size_t n_tensors,
+                        eplb_migrate_progress progress, void *user) {
+  if (!ws)
+    return eplb__err(EPLB_EINVAL, "migrate: no workspace");
+  return run(ws, 0, ws->rank, plan, tensors, n_tensors, progress, user);
+}
+
+/* Runs a transfer plan over MPI on this rank with a workspace of its own (contract in
+ * eplb_mpi.h). */
 int eplb_mpi_migrate(MPI_Comm comm, const eplb_transfer *plan, int rank,
                      const eplb_tensor *tensors, size_t n_tensors, eplb_migrate_progress progress,
                      void *user) {
   if (comm == MPI_COMM_NULL)
     return eplb__err(EPLB_EINVAL, "migrate: MPI_COMM_NULL");
-  migrator m;
-  memset(&m, 0, sizeof m);
-  int rc = MPI_Comm_dup(comm, &m.comm);
-  if (rc != MPI_SUCCESS)
-    return eplb__mpi_err(rc, "migrate: MPI_Comm_dup");
-  rc = MPI_Comm_set_errhandler(m.comm, MPI_ERRORS_RETURN);
-  if (rc != MPI_SUCCESS)
-    rc = eplb__mpi_err(rc, "migrate: MPI_Comm_set_errhandler");
-  m.plan = plan, m.tensors = tensors, m.n_tensors = n_tensors, m.rank = rank;
-  if (!rc && (!plan || !plan->xfers || !plan->needed))
-    rc = eplb__err(EPLB_EINVAL, "migrate: no plan");
-  if (!rc) {
-    m.Sf = plan->from_slots / plan->num_gpus, m.St = plan->to_slots / plan->num_gpus;
-    m.info.num_layers = plan->num_layers;
-    rc = check_tensors(&m);
-  }
-  if (!rc)
-    rc = check_comm(&m);
-  if (!rc)
-    rc = alloc_buffers(&m);
-  rc = agree(m.comm, rc, "argument check");
-  /* Agreeing after each layer stops every rank at the first layer where one failed. */
-  for (int32_t l = 0; !rc && l < plan->num_layers; l++) {
-    rc = agree(m.comm, run_layer(&m, l), "migration");
-    m.info.layers_done = l + 1;
-    if (!rc && progress)
-      progress(&m.info, user);
-  }
-  free(m.staging), free(m.stage_dst), free(m.req);
-  MPI_Comm_free(&m.comm);
+  eplb_migrate_ws *ws = NULL;
+  int rc = ws_open(comm, &ws);
+  if (ws && ws->comm != MPI_COMM_NULL)
+    rc = run(ws, rc, rank, plan, tensors, n_tensors, progress, user);
+  eplb_mpi_migrate_ws_free(ws);
   return rc;
 }
