@@ -132,9 +132,11 @@ int eplb_placement_validate(const eplb_placement *p, int allow_duplicates) {
   int32_t S = R / G, X = p->max_replicas;
   int32_t *seen = eplb__calloc((size_t)E, sizeof *seen); /* per expert: replicas counted */
   int32_t *mark = eplb__calloc((size_t)E, sizeof *mark); /* per expert: last device + 1 seen */
-  if (!seen || !mark) {
+  int32_t *listed = eplb__calloc((size_t)R, sizeof *listed); /* per slot: layer + 1 when in log2phy */
+  if (!seen || !mark || !listed) {
     free(seen);
     free(mark);
+    free(listed);
     return eplb__err(EPLB_ENOMEM, "placement: out of memory");
   }
   int rc = 0;
@@ -185,11 +187,11 @@ int eplb_placement_validate(const eplb_placement *p, int allow_duplicates) {
         } else if (r[k] < 0 || r[k] >= R || row[r[k]] != e) {
           rc = eplb__err(EPLB_EINVALID, "layer %lld: log2phy[%d][%d] = %d does not hold expert %d",
                          id, e, k, r[k], e);
+        } else if (listed[r[k]] == l + 1) {
+          /* A slot holds one expert, so a slot listed twice in a layer is listed twice by e. */
+          rc = eplb__err(EPLB_EINVALID, "layer %lld: log2phy[%d] lists slot %d twice", id, e, r[k]);
         } else {
-          for (int32_t j = 0; j < k; j++)
-            if (r[j] == r[k])
-              rc = eplb__err(EPLB_EINVALID, "layer %lld: log2phy[%d] lists slot %d twice", id, e,
-                             r[k]);
+          listed[r[k]] = l + 1;
         }
       }
     }
@@ -199,6 +201,7 @@ int eplb_placement_validate(const eplb_placement *p, int allow_duplicates) {
                    maxcnt);
   free(seen);
   free(mark);
+  free(listed);
   return rc;
 }
 

@@ -77,6 +77,9 @@ static void validate_catches_each_broken_invariant(void **state) {
   p->logcnt[3]--;
   p->log2phy[1] = 2; /* expert 0's second replica pointed at expert 2's slot */
   assert_int_equal(eplb_placement_validate(p, 1), EPLB_EINVALID);
+  p->log2phy[1] = 0; /* expert 0's slot 0 listed twice, slot 6 not at all */
+  assert_int_equal(eplb_placement_validate(p, 1), EPLB_EINVALID);
+  assert_non_null(strstr(eplb_last_error(), "lists slot 0 twice"));
   assert_int_equal(eplb_placement_build_index(p), 0);
   p->phy2log[1] = 0; /* device 0 now holds expert 0 twice; expert 1 keeps slot 7 */
   assert_int_equal(eplb_placement_build_index(p), 0);
