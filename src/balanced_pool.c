@@ -475,6 +475,30 @@ static int solve_counts(pstate *s, pstate *save, double stop) {
   return count_rounds(s, save, stop);
 }
 
+/* Loads a complete placement (pool-local expert per slot, no duplicates, no locality rule) into
+ * the state, with the counts it implies. */
+static void load_plan(pstate *s, const int32_t *slot_expert) {
+  memset(s->cnt, 0, (size_t)s->n * sizeof *s->cnt);
+  memset(s->load, 0, (size_t)s->G * sizeof *s->load);
+  memset(s->has, 0, (size_t)s->G * (size_t)s->n);
+  for (int32_t k = 0; k < s->P; k++)
+    s->cnt[slot_expert[k]]++;
+  for (int32_t e = 0; e < s->n; e++)
+    s->size[e] = s->pl->w[e] / (double)s->cnt[e];
+  for (int32_t d = 0; d < s->G; d++) {
+    s->fill[d] = s->S;
+    for (int32_t k = d * s->S; k < (d + 1) * s->S; k++) {
+      int32_t e = slot_expert[k];
+      s->slot[k] = e;
+      s->anch[k] = 0;
+      s->load[d] += s->size[e];
+      s->has[(size_t)d * s->n + e] = 1;
+    }
+  }
+  s->freeb[0] = 0;
+  s->pending[0] = 0;
+}
+
 /* Solves one pool: greedy counts through packing, swaps and count rounds; with few slots per
  * device the descent's counts too; the lighter plan wins (see quality_int.h). */
 int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_load) {
@@ -506,6 +530,24 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
   if (!rc) {
     memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
     best = s.load[busiest(&s)];
+  }
+  /* Above the bound without locality rules: the target-driven construction, then swaps and
+   * count rounds on its plan; the lighter plan is kept. */
+  if (!rc && best > stop * (1 + DESCENT_FROM) && !pl->home) {
+    double m = 0;
+    int32_t *alt = eplb__calloc((size_t)s.P, sizeof *alt);
+    rc = alt ? eplb__target_solve(pl->w, s.n, s.G, s.S, stop / (1 + STOP_TOL), best, alt, &m)
+             : eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+    if (!rc && m > 0) {
+      load_plan(&s, alt);
+      swap_search(&s, stop);
+      rc = count_rounds(&s, &save, stop);
+      if (!rc && s.load[busiest(&s)] < best) {
+        memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
+        best = s.load[busiest(&s)];
+      }
+    }
+    free(alt);
   }
   /* Few slots per device: also try the descent's counts, keep the better plan. */
   if (!rc && best > stop * (1 + DESCENT_FROM) && s.S <= EPLB__DESCENT_MAX_SLOTS &&

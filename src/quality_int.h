@@ -62,6 +62,17 @@ eplb_hierarchy eplb__resolve_hierarchy(const eplb_params *pr);
 int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
                         int32_t iters, double stop);
 
+/* ---- target-driven construction (balanced_target.c) ---- */
+
+/* Builds plans for a pool of G devices of S slots without locality rules by a binary search on
+ * a target T in [lo, hi]: experts largest first, each split into the fewest equal replicas that
+ * fit on the devices with the most room under T, keeping a free slot for every expert still to
+ * come; leftover slots take extra replicas. Writes the lightest plan built to slot_expert[G*S]
+ * and its largest device load to *max_load (0 when no target could be built, slot_expert then
+ * untouched). Needs S <= n <= G*S. @return 0 or EPLB_ENOMEM. */
+int eplb__target_solve(const double *w, int32_t n, int32_t G, int32_t S, double lo, double hi,
+                       int32_t *slot_expert, double *max_load);
+
 /* ---- re-planning (replan.c) ---- */
 
 /* Solves the n x n assignment problem maximising sum gain[i*n + assign[i]] exactly (Hungarian
