@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "eplb.h"
+#include "quality_int.h"
 
 /* Layers and experts of a DeepSeek-V3-like model. */
 #define BENCH_LAYERS 58
@@ -74,6 +75,8 @@ static double now_s(void) {
 /* Accumulated figures of one policy on one setting. */
 typedef struct tally {
   double sum_ratio, worst, seconds;
+  double sum_soft, worst_soft; /* max over the soft bound (hierarchy soft only) */
+  int32_t K, N;                /* groups and nodes for the soft bound; 0: not measured */
   int64_t layers, plans, moves, failed;
 } tally;
 
@@ -87,6 +90,13 @@ static void add_ratios(tally *t, const eplb_loads *x, const eplb_placement *p) {
     for (int32_t d = 0; d < p->num_gpus; d++)
       mx = dev[d] > mx ? dev[d] : mx;
     double r = lb > 0 ? mx / lb : 1;
+    if (t->N > 1) {
+      double sb = eplb__soft_bound(x->load + (size_t)l * (size_t)x->num_experts, x->num_experts,
+                                   t->K, t->N, p->num_slots, p->num_gpus);
+      double rs = sb > 0 ? mx / sb : 1;
+      t->sum_soft += rs;
+      t->worst_soft = rs > t->worst_soft ? rs : t->worst_soft;
+    }
     t->sum_ratio += r;
     t->worst = r > t->worst ? r : t->worst;
     t->layers++;
@@ -112,6 +122,10 @@ static int64_t count_moves(const eplb_placement *a, const eplb_placement *b) {
 /* Plans every workload with one parameter set and tallies quality, moves and time. */
 static void run_policy(eplb_loads **wl, int nw, const eplb_params *pr, tally *t) {
   memset(t, 0, sizeof *t);
+  if (pr->hierarchy == EPLB_HIER_SOFT) {
+    t->K = pr->num_groups;
+    t->N = pr->num_nodes;
+  }
   eplb_placement *prev = NULL;
   for (int i = 0; i < nw; i++) {
     eplb_placement *p = NULL;
@@ -141,6 +155,8 @@ static void print_tally(const char *name, const tally *t, const tally *base) {
   double mean = t->sum_ratio / (double)t->layers, ms = 1e3 * t->seconds / (double)t->plans;
   printf("  %-20s  max/LB mean %.4f worst %.4f  moves/plan %8.1f  %8.2f ms/plan", name, mean,
          t->worst, t->plans > 1 ? (double)t->moves / (double)(t->plans - 1) : 0.0, ms);
+  if (t->N > 1)
+    printf("  max/LB_soft mean %.4f worst %.4f", t->sum_soft / (double)t->layers, t->worst_soft);
   if (base && base->plans && base != t)
     printf("  (x%.3f max/LB, x%.2f time vs deepseek)", mean / (base->sum_ratio / base->layers),
            ms / (1e3 * base->seconds / (double)base->plans));

@@ -18,6 +18,15 @@ double eplb__min_max_share(const double *w, int32_t n, int32_t slots, int32_t ca
 /* The lower bound of one pool: max(sum w / ndev, eplb__min_max_share(w, n, slots, ndev)). */
 double eplb__pool_bound(const double *w, int32_t n, int32_t slots, int32_t ndev);
 
+/* ---- lower bound under soft (bound_soft.c) ---- */
+
+/* A lower bound for plans that keep one replica of every expert on its group's node (hierarchy
+ * soft; also valid for strict): max(eplb__pool_bound, min over counts d of the largest group's
+ * sum of load_e / d_e over the G/N devices of a node), counts shared (sum d_e <= R, d_e <= G).
+ * Expert e is in group e / (E/K). Falls back to eplb__pool_bound when N <= 1 or K, N do not
+ * divide E, G. The inner minimum is exact. @return the bound, NAN when out of memory. */
+double eplb__soft_bound(const double *w, int32_t E, int32_t K, int32_t N, int32_t R, int32_t G);
+
 /* ---- one pool of devices (balanced_pool.c) ---- */
 
 /* A pool: n experts to place on ndev identical devices of `slots` slots each, every slot used,
