@@ -6,7 +6,10 @@
  *   3. swap search: exchange a replica of the busiest device with a smaller one elsewhere while
  *      that lowers the pair's maximum;
  *   4. count rounds: one replica moves from the expert that loses least to the largest expert of
- *      the busiest device, then 2-3 again; kept when the maximum drops.
+ *      the busiest device, then 2-3 again; kept when the maximum drops;
+ *   5. still above the bound without a home rule: the target-driven construction of
+ *      balanced_target.c, then 3-4 on its plan; with few slots per device the count descent of
+ *      balanced_counts.c, then 2-4 on its counts. The lightest plan wins.
  * Everything is deterministic (ties go to the lower index); the only clock is an optional
  * deadline that cuts step 4 short. */
 #define _POSIX_C_SOURCE 200809L
