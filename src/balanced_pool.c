@@ -521,7 +521,10 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
   double stop = eplb__pool_bound(pl->w, s.n, s.P, s.G) * (1 + STOP_TOL);
   if (pl->target > stop)
     stop = pl->target;
-  eplb__min_max_share(pl->w, s.n, s.P, s.G, s.cnt);
+  if (pl->init_cnt)
+    memcpy(s.cnt, pl->init_cnt, (size_t)s.n * sizeof *s.cnt);
+  else
+    eplb__min_max_share(pl->w, s.n, s.P, s.G, s.cnt);
   int32_t *greedy = eplb__calloc((size_t)s.n, sizeof *greedy);
   if (!greedy)
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");

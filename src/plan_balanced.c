@@ -11,9 +11,8 @@
 #define EXACT_MAX_GROUPS 10
 /* Replica-count refinement rounds per pool (deterministic cap). */
 #define COUNT_ROUNDS 24
-/* Soft pools get more: their count rounds are the only move past the first-replica rule (200
- * brings the 5 slots/device bench from 1.022 to 1.014 x LB at about twice the time). */
-#define SOFT_ROUNDS 200
+/* Soft pools get more: count rounds are their only move past the first-replica rule. */
+#define SOFT_ROUNDS 64
 /* Strict: a node's search stops within this share of the heaviest node's bound. */
 #define STRICT_TOL 5e-4
 /* Count-descent moves per pool with up to 16 slots per device (deterministic caps); two slots
@@ -262,6 +261,12 @@ static int plan_layer(const double *w, const eplb_params *pr, eplb_hierarchy h, 
     pl.ndev = G;
     pl.home = wk->home;
     pl.block_size = G / N;
+    /* Start from the counts that lighten the heaviest node's first replicas most (the
+     * partition is chosen, so wk->cnt is free again). */
+    rc = eplb__anchor_counts(w, E, wk->home, N, pr->num_replicas, G, wk->cnt);
+    if (rc)
+      return rc;
+    pl.init_cnt = wk->cnt;
     return solve_pool(&pl, wk, row, 0);
   }
   /* A node need not be better than the heaviest node's own bound. */

@@ -27,6 +27,14 @@ double eplb__pool_bound(const double *w, int32_t n, int32_t slots, int32_t ndev)
  * divide E, G. The inner minimum is exact. @return the bound, NAN when out of memory. */
 double eplb__soft_bound(const double *w, int32_t E, int32_t K, int32_t N, int32_t R, int32_t G);
 
+/* Replica counts for a pool whose experts keep one replica in their home set (soft): the
+ * counts that minimise the largest set's anchored load sum w_e / d_e (exact, as in
+ * eplb__soft_bound, sets given by home[e] in [0, nsets)), the slots left over then going one by
+ * one to the expert with the largest share. Fills cnt[n] (1 <= cnt <= G, summing to R when
+ * R <= n * G). @return 0 or EPLB_ENOMEM. */
+int eplb__anchor_counts(const double *w, int32_t n, const int32_t *home, int32_t nsets,
+                        int32_t R, int32_t G, int32_t *cnt);
+
 /* ---- one pool of devices (balanced_pool.c) ---- */
 
 /* A pool: n experts to place on ndev identical devices of `slots` slots each, every slot used,
@@ -42,6 +50,8 @@ typedef struct eplb__pool {
   int32_t max_rounds;   /* replica-count refinement rounds (deterministic cap) */
   int32_t descent_iters; /* moves tried by eplb__count_descent when slots <= 4 */
   double deadline;      /* monotonic seconds after which refinement stops; 0: never */
+  const int32_t *init_cnt; /* [n] counts to start from instead of the min-max greedy's (soft:
+                              eplb__anchor_counts); NULL: the greedy's */
   double target;        /* the search also stops once the busiest device is <= target (strict:
                            a node need not be better than the heaviest node's bound); 0: none */
 } eplb__pool;

@@ -1,7 +1,8 @@
 /* test_bound_soft.c - the lower bound under hierarchy soft: on tiny pools it never exceeds the
  * true optimum over every placement that keeps one replica of each expert on its group's node
  * (found here by enumeration), it is never below the plain lower bound, it is reached on some
- * pools (so it is not trivially loose), and it equals the plain bound without nodes. */
+ * pools (so it is not trivially loose), and it equals the plain bound without nodes. Also soft's
+ * starting counts against an enumeration of every count vector. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <setjmp.h>
@@ -153,11 +154,60 @@ static void soft_bound_matches_a_hand_computed_case(void **state) {
   assert_true(fabs(eplb__soft_bound(w, 4, 2, 2, 4, 2) - 100) < 1e-12);
 }
 
+/* The smallest, over every count vector (1 <= d_e <= G, sum <= R), of the heavier set's
+ * anchored load sum w_e / d_e; sets are home[e] in {0, 1}. */
+static void anchor_rec(const double *w, const int32_t *home, int32_t n, int32_t G, int32_t *d,
+                       int32_t e, int32_t left, double *best) {
+  if (e == n) {
+    double a[2] = {0, 0};
+    for (int32_t i = 0; i < n; i++)
+      a[home[i]] += w[i] / d[i];
+    double m = a[0] > a[1] ? a[0] : a[1];
+    *best = m < *best ? m : *best;
+    return;
+  }
+  for (int32_t c = 1; c <= G && c <= left - (n - 1 - e); c++) {
+    d[e] = c;
+    anchor_rec(w, home, n, G, d, e + 1, left - c, best);
+  }
+}
+
+/* Soft's starting counts: valid (each in [1, G], summing to R) and their heavier set's anchored
+ * load is the smallest any counts reach (enumerated). */
+static void anchor_counts_minimise_the_heaviest_sets_first_replicas(void **state) {
+  (void)state;
+  rng_state = 9;
+  for (int c = 0; c < CASES; c++) {
+    int32_t n = 4 + (int32_t)(rnd() % 3), G = 2 + (int32_t)(rnd() % 3);
+    int32_t R = n + (int32_t)(rnd() % (uint64_t)(n * G - n + 1));
+    double w[MAX_E];
+    int32_t home[MAX_E], cnt[MAX_E], d[MAX_E];
+    for (int32_t e = 0; e < n; e++) {
+      w[e] = (double)(1 + rnd() % 100) * (rnd() % 4 ? 1 : 20);
+      home[e] = (int32_t)(rnd() % 2);
+    }
+    assert_int_equal(eplb__anchor_counts(w, n, home, 2, R, G, cnt), 0);
+    int32_t sum = 0;
+    double a[2] = {0, 0};
+    for (int32_t e = 0; e < n; e++) {
+      assert_true(cnt[e] >= 1 && cnt[e] <= G);
+      sum += cnt[e];
+      a[home[e]] += w[e] / cnt[e];
+    }
+    assert_int_equal(sum, R);
+    double best = INFINITY;
+    anchor_rec(w, home, n, G, d, 0, R, &best);
+    double got = a[0] > a[1] ? a[0] : a[1];
+    assert_true(fabs(got - best) <= TOL * best);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(soft_bound_is_valid_and_sometimes_tight_on_tiny_pools),
       cmocka_unit_test(soft_bound_is_the_plain_bound_without_nodes),
       cmocka_unit_test(soft_bound_matches_a_hand_computed_case),
+      cmocka_unit_test(anchor_counts_minimise_the_heaviest_sets_first_replicas),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,10 +6,13 @@
  *   layer, never two replicas of one expert on a device. Per pool of devices (the whole cluster
  *   for hierarchy none and soft, one node for strict):
  *     1. counts by the exact min-max greedy of the lower bound below (cap: the pool's devices);
+ *        under soft instead the counts that make the heaviest node's first replicas (sum of
+ *        load_e / d_e over its experts) as light as possible, exactly, the remaining replicas
+ *        then going to the largest shares;
  *     2. largest-first packing, each replica to the lightest device with room lacking it;
  *     3. swap search: exchange a replica of the busiest device with a smaller one of another
  *        device while that lowers the pair's maximum (at most 4 steps per slot);
- *     4. count rounds (at most 24 tries per pool, 200 under soft): one replica moves from one of
+ *     4. count rounds (at most 24 tries per pool, 64 under soft): one replica moves from one of
  *        the 8 experts whose replicas grow least to an expert of the busiest device, 2-3 again on
  *        the two experts' replicas, kept if the maximum drops (or stays while fewer devices sit
  *        within 0.1% of it);
