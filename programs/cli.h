@@ -34,6 +34,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* The usage error for what getopt_long (with a leading ':' in its short options) returned when
+ * it did not recognise the option: ':' for a missing value, anything else for an unknown option.
+ * Call it with the last option argv[optind - 1] still in place. @return CLI_EXIT_USAGE. */
+int cli_getopt_error(const char *cmd, int c, char **argv);
 /* Parses a whole decimal integer in [min, max] given for flag `flag`.
  * @return 0, or prints a usage error and returns CLI_EXIT_USAGE. */
 int cli_parse_i64(const char *cmd, const char *flag, const char *s, int64_t min, int64_t max,

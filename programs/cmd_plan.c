@@ -204,10 +204,8 @@ static int plan_parse(int argc, char **argv, plan_args *a) {
     case 'h':
       plan_usage(stdout);
       return -1;
-    case ':':
-      return cli_usage_error(CMD, "%s needs a value", argv[optind - 1]);
     default:
-      return cli_usage_error(CMD, "unknown option '%s'", argv[optind - 1]);
+      return cli_getopt_error(CMD, c, argv);
     }
     if (rc)
       return rc;

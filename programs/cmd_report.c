@@ -162,10 +162,8 @@ int cmd_report(int argc, char **argv) {
     case 'h':
       report_usage(stdout);
       return CLI_EXIT_OK;
-    case ':':
-      return cli_usage_error(CMD, "%s needs a value", argv[optind - 1]);
     default:
-      return cli_usage_error(CMD, "unknown option '%s'", argv[optind - 1]);
+      return cli_getopt_error(CMD, c, argv);
     }
   }
   if (optind < argc)

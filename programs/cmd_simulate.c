@@ -107,10 +107,8 @@ static int simulate_parse(int argc, char **argv, sim_args *a) {
     case 'h':
       simulate_usage(stdout);
       return -1;
-    case ':':
-      return cli_usage_error(CMD, "%s needs a value", argv[optind - 1]);
     default:
-      return cli_usage_error(CMD, "unknown option '%s'", argv[optind - 1]);
+      return cli_getopt_error(CMD, c, argv);
     }
     if (rc)
       return rc;

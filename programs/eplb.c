@@ -1,6 +1,7 @@
 /* eplb.c - the eplb program: dispatches to a subcommand, one per file cmd_*.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -66,6 +67,12 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
   va_end(ap);
   fprintf(stderr, " (see 'eplb %s --help')\n", cmd);
   return CLI_EXIT_USAGE;
+}
+
+int cli_getopt_error(const char *cmd, int c, char **argv) {
+  if (c == ':')
+    return cli_usage_error(cmd, "%s needs a value", argv[optind - 1]);
+  return cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
 }
 
 int cli_parse_i64(const char *cmd, const char *flag, const char *s, int64_t min, int64_t max,

@@ -92,20 +92,9 @@ int eplb_plan(const eplb_loads *loads, const eplb_params *params, eplb_placement
 
 int eplb_device_loads(const eplb_loads *loads, const eplb_placement *p, int32_t layer,
                       double *dev_load) {
-  if (!loads || !p || !dev_load || layer < 0 || layer >= p->num_layers ||
-      loads->num_layers != p->num_layers || loads->num_experts != p->num_experts)
+  if (!loads || !p || loads->num_layers != p->num_layers || loads->num_experts != p->num_experts)
     return eplb__err(EPLB_EINVAL, "device loads: loads and placement do not match");
-  int32_t R = p->num_slots, G = p->num_gpus, S = R / G, E = p->num_experts;
-  const int32_t *row = p->phy2log + (size_t)layer * R;
-  const int32_t *cnt = p->logcnt + (size_t)layer * E;
-  const double *w = loads->load + (size_t)layer * E;
-  for (int32_t d = 0; d < G; d++) {
-    double sum = 0;
-    for (int32_t s = d * S; s < (d + 1) * S; s++)
-      sum += w[row[s]] / (double)cnt[row[s]];
-    dev_load[d] = sum;
-  }
-  return 0;
+  return eplb_map_device_loads(loads, layer, p, layer, dev_load);
 }
 
 double eplb_balancedness(const eplb_loads *loads, const eplb_placement *p, int32_t layer) {
