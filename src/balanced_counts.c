@@ -2,10 +2,10 @@
  * device's load is the sum of a few items, and the min-max greedy's counts (which make the
  * largest items as small as possible) can pair badly: a device with a large item needs small
  * partners. A descent then moves replicas one at a time from a pseudo-random donor (an expert
- * with two or more replicas) to, every other move, an expert of the busiest device, else a
- * pseudo-random expert (so that it can leave a valley), judged by a fast largest-first packing
- * without the duplicate rule, and keeps every move that does not raise the maximum (sideways moves let it cross plateaus). The
- * generator is seeded with a constant, so the result depends on the input only. */
+ * with two or more replicas) to an expert of the busiest device, judged by a fast largest-first
+ * packing without the duplicate rule, and keeps every move that does not raise the maximum
+ * (sideways moves let it cross plateaus). The generator is seeded with a constant, so the
+ * result depends on the input only. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,8 +189,7 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
   for (int32_t it = 0, idle = 0; it < iters && cur > stop && idle < patience;
        it++, idle++) {
     memcpy(top, x.top, sizeof top);
-    uint64_t r = next_rand(&x.rng);
-    int32_t g = r & 1u ? top[(r >> 1) % (uint64_t)S] : (int32_t)((r >> 1) % (uint64_t)n);
+    int32_t g = top[next_rand(&x.rng) % (uint64_t)S];
     if (x.ndonor == 0)
       break;
     int32_t h = x.donor[next_rand(&x.rng) % (uint64_t)x.ndonor];

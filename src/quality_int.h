@@ -76,9 +76,9 @@ eplb_hierarchy eplb__resolve_hierarchy(const eplb_params *pr);
 
 /* Improves replica counts cnt[n] (summing to G*S, each <= G) for a pool of G devices with S <=
  * EPLB__DESCENT_MAX_SLOTS slots: at most `iters` moves of one replica from a pseudo-random donor
- * among the experts holding two or more (fixed seed) to, every other move, an expert of the
- * busiest device of a largest-first packing, else a pseudo-random expert; each kept when the
- * maximum does not rise; stops once it is <= stop. No-op for larger S. @return 0 or ENOMEM. */
+ * among the experts holding two or more (fixed seed) to an expert of the busiest device of a
+ * largest-first packing, each kept when the maximum does not rise; stops once it is <= stop.
+ * No-op for larger S. @return 0 or ENOMEM. */
 int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
                         int32_t iters, double stop);
 

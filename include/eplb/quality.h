@@ -25,9 +25,8 @@
  *     6. with at most 16 slots per device, when still over 0.2% above the bound: a count descent
  *        (at most 400 moves, 1200 with 2 slots per device; it stops after 30% of them in a row
  *        without gain) moves one replica from a pseudo-random expert holding two or more
- *        (fixed seed) to, every other move, an expert of the busiest device of a fast
- *        largest-first packing, else a pseudo-random expert, keeping moves that do not raise
- *        the maximum; its counts go through 2-4 again and the
+ *        (fixed seed) to an expert of the busiest device of a fast largest-first packing,
+ *        keeping moves that do not raise the maximum; its counts go through 2-4 again and the
  *        lighter plan is kept.
  *   Every search stops once the busiest device is within 0.05% of the pool's lower bound (under
  *   strict, of the heaviest node's bound: a light node need not be better than the bottleneck).
