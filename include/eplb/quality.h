@@ -170,8 +170,9 @@ typedef struct eplb_report {
  * Off-node share: expert e is in group e / (E/K) (E: the loads' experts), device d on node
  * d / (G/N); a group's home node is the node serving most of its load (the lowest on ties), and
  * the share is the load its other nodes serve; 0 when K = N = 1. A replica carries load/logcnt.
- * @return 0, EPLB_EINVAL (NULL, a map layer without loads, K not dividing the loads' E, N not dividing G,
- *         old map of another shape), EPLB_ENOMEM. The caller frees *out with eplb_report_free. */
+ * @return 0, EPLB_EINVAL (NULL, a map layer without loads, K not dividing the loads' E, N not
+ *         dividing G, old map of another shape), EPLB_ENOMEM. The caller frees *out with
+ *         eplb_report_free. */
 EPLB_API int eplb_report_compute(const eplb_loads *loads, const eplb_placement *map,
                                  const eplb_placement *old, int32_t num_groups, int32_t num_nodes,
                                  eplb_report **out);
