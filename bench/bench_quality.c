@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "eplb.h"
+#include "quality_int.h"
 
 /* Layers and experts of a DeepSeek-V3-like model. */
 #define BENCH_LAYERS 58
@@ -74,6 +75,8 @@ static double now_s(void) {
 /* Accumulated figures of one policy on one setting. */
 typedef struct tally {
   double sum_ratio, worst, seconds;
+  double sum_soft, worst_soft; /* max over the soft bound (hierarchy soft only) */
+  int32_t K, N;                /* groups and nodes for the soft bound; 0: not measured */
   int64_t layers, plans, moves, failed;
 } tally;
 
@@ -87,6 +90,13 @@ static void add_ratios(tally *t, const eplb_loads *x, const eplb_placement *p) {
     for (int32_t d = 0; d < p->num_gpus; d++)
       mx = dev[d] > mx ? dev[d] : mx;
     double r = lb > 0 ? mx / lb : 1;
+    if (t->N > 1) {
+      double sb = eplb__soft_bound(x->load + (size_t)l * (size_t)x->num_experts, x->num_experts,
+                                   t->K, t->N, p->num_slots, p->num_gpus);
+      double rs = sb > 0 ? mx / sb : 1;
+      t->sum_soft += rs;
+      t->worst_soft = rs > t->worst_soft ? rs : t->worst_soft;
+    }
     t->sum_ratio += r;
     t->worst = r > t->worst ? r : t->worst;
     t->layers++;
@@ -112,6 +122,10 @@ static int64_t count_moves(const eplb_placement *a, const eplb_placement *b) {
 /* Plans every workload with one parameter set and tallies quality, moves and time. */
 static void run_policy(eplb_loads **wl, int nw, const eplb_params *pr, tally *t) {
   memset(t, 0, sizeof *t);
+  if (pr->hierarchy == EPLB_HIER_SOFT) {
+    t->K = pr->num_groups;
+    t->N = pr->num_nodes;
+  }
   eplb_placement *prev = NULL;
   for (int i = 0; i < nw; i++) {
     eplb_placement *p = NULL;
@@ -141,6 +155,8 @@ static void print_tally(const char *name, const tally *t, const tally *base) {
   double mean = t->sum_ratio / (double)t->layers, ms = 1e3 * t->seconds / (double)t->plans;
   printf("  %-20s  max/LB mean %.4f worst %.4f  moves/plan %8.1f  %8.2f ms/plan", name, mean,
          t->worst, t->plans > 1 ? (double)t->moves / (double)(t->plans - 1) : 0.0, ms);
+  if (t->N > 1)
+    printf("  max/LB_soft mean %.4f worst %.4f", t->sum_soft / (double)t->layers, t->worst_soft);
   if (base && base->plans && base != t)
     printf("  (x%.3f max/LB, x%.2f time vs deepseek)", mean / (base->sum_ratio / base->layers),
            ms / (1e3 * base->seconds / (double)base->plans));
@@ -280,6 +296,82 @@ static void replan_budgets(void) {
   eplb_loads_free(b);
 }
 
+/* ---- how loose LB is with two slots per device ---- */
+
+/* Small pools with two slots per device searched over every count vector. */
+#define PAIR_SIZES 2
+#define PAIR_POOLS 20
+
+/* Orders doubles descending. */
+static int desc_cmp(const void *pa, const void *pb) {
+  double a = *(const double *)pa, b = *(const double *)pb;
+  return a < b ? 1 : a > b ? -1 : 0;
+}
+
+/* The smallest largest pair sum over every count vector (largest item with smallest; duplicates
+ * allowed, so a lower bound on any duplicate-free plan). */
+static void pair_search(const double *w, int32_t n, int32_t G, int32_t *d, int32_t e,
+                        int32_t left, double *it, double *best) {
+  if (e == n - 1) {
+    if (left < 1 || left > G)
+      return;
+    d[e] = left;
+    int32_t m = 0;
+    for (int32_t i = 0; i < n; i++)
+      for (int32_t r = 0; r < d[i]; r++)
+        it[m++] = w[i] / d[i];
+    qsort(it, (size_t)m, sizeof *it, desc_cmp);
+    double mx = 0;
+    for (int32_t k = 0; k < G; k++)
+      mx = it[k] + it[m - 1 - k] > mx ? it[k] + it[m - 1 - k] : mx;
+    *best = mx < *best ? mx : *best;
+    return;
+  }
+  for (int32_t c = 1; c <= G && c <= left - (n - 1 - e); c++) {
+    d[e] = c;
+    pair_search(w, n, G, d, e + 1, left - c, it, best);
+  }
+}
+
+/* Prints, for small lognormal pools with 2 slots per device, the exact optimum over counts
+ * against LB and the balanced engine against that optimum. */
+static void pair_gaps(void) {
+  static const int32_t SIZES[PAIR_SIZES][2] = {{8, 8}, {10, 10}};
+  printf("2 slots/device, small pools (experts = devices), exact optimum over replica counts "
+         "(duplicates allowed) vs LB, and balanced vs that optimum (%d pools each):\n",
+         PAIR_POOLS);
+  for (size_t z = 0; z < PAIR_SIZES; z++)
+    for (size_t g = 0; g < NUM_SIGMAS; g++) {
+      int32_t n = SIZES[z][0], G = SIZES[z][1], d[16], slot[40];
+      double w[16], it[40], s_lb = 0, w_lb = 1, s_en = 0, w_en = 1;
+      uint64_t st = 500u + z * 10 + g;
+      for (int c = 0; c < PAIR_POOLS; c++) {
+        for (int32_t e = 0; e < n; e++) {
+          double u = sqrt(-2 * log(uniform(&st))) * cos(BENCH_TWO_PI * uniform(&st));
+          w[e] = floor(MEAN_COUNT * exp(SIGMAS[g] * u - SIGMAS[g] * SIGMAS[g] / 2)) + 1;
+        }
+        double opt = INFINITY, m = 0, lb = eplb__pool_bound(w, n, 2 * G, G);
+        pair_search(w, n, G, d, 0, 2 * G, it, &opt);
+        eplb__pool pl = {0};
+        pl.n = n;
+        pl.w = w;
+        pl.ndev = G;
+        pl.slots = 2;
+        pl.max_rounds = 24;
+        pl.descent_iters = 1200;
+        if (eplb__pool_solve(&pl, slot, &m))
+          continue;
+        s_lb += opt / lb;
+        w_lb = opt / lb > w_lb ? opt / lb : w_lb;
+        s_en += m / opt;
+        w_en = m / opt > w_en ? m / opt : w_en;
+      }
+      printf("  E %2d G %2d sigma %.1f: exact/LB mean %.4f worst %.4f; balanced/exact mean %.4f "
+             "worst %.4f\n",
+             n, G, SIGMAS[g], s_lb / PAIR_POOLS, w_lb, s_en / PAIR_POOLS, w_en);
+    }
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
@@ -348,6 +440,7 @@ int main(int argc, char **argv) {
       }
     printf("\n");
   }
+  pair_gaps();
   load_shift();
   replan_budgets();
   for (int i = 0; i < nw; i++)

@@ -1,10 +1,11 @@
 /* balanced_counts.c - replica counts for pools with few slots per device. With 2-4 slots a
  * device's load is the sum of a few items, and the min-max greedy's counts (which make the
  * largest items as small as possible) can pair badly: a device with a large item needs small
- * partners. A descent then moves replicas one at a time from a pseudo-random donor to an expert
- * of the busiest device, judged by a fast largest-first packing without the duplicate rule, and
- * keeps every move that does not raise the maximum (sideways moves let it cross plateaus). The
- * generator is seeded with a constant, so the result depends on the input only. */
+ * partners. A descent then moves replicas one at a time from a pseudo-random donor (an expert
+ * with two or more replicas) to an expert of the busiest device, judged by a fast largest-first
+ * packing without the duplicate rule, and keeps every move that does not raise the maximum
+ * (sideways moves let it cross plateaus). The generator is seeded with a constant, so the
+ * result depends on the input only. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,9 @@ typedef struct descent {
   double *load;    /* [G] */
   int32_t *fill;   /* [G] */
   int32_t *who;    /* [G*S] experts of each device */
+  int32_t *donor;  /* [n] experts with two or more replicas (the only possible donors) */
+  int32_t *at;     /* [n] position of each expert in donor, -1 when absent */
+  int32_t ndonor;
   int32_t top[EPLB__DESCENT_MAX_SLOTS]; /* experts of the busiest device */
   uint64_t rng;
 } descent;
@@ -132,6 +136,21 @@ static double evaluate(descent *x) {
 
 /* ---- descent ---- */
 
+/* Adds or removes expert e from the donor list to match its count (swap-with-last removal; the
+ * list order depends on the move history only, so the descent stays deterministic). */
+static void sync_donor(descent *x, int32_t e) {
+  int in = x->at[e] >= 0, want = x->cnt[e] >= 2;
+  if (want && !in) {
+    x->at[e] = x->ndonor;
+    x->donor[x->ndonor++] = e;
+  } else if (!want && in) {
+    int32_t last = x->donor[--x->ndonor];
+    x->donor[x->at[e]] = last;
+    x->at[last] = x->at[e];
+    x->at[e] = -1;
+  }
+}
+
 int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
                         int32_t iters, double stop) {
   if (S > EPLB__DESCENT_MAX_SLOTS || iters <= 0)
@@ -150,13 +169,19 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
   x.load = eplb__calloc((size_t)G, sizeof *x.load);
   x.fill = eplb__calloc((size_t)G, sizeof *x.fill);
   x.who = eplb__calloc((size_t)G * (size_t)S, sizeof *x.who);
+  x.donor = eplb__calloc((size_t)n, sizeof *x.donor);
+  x.at = eplb__calloc((size_t)n, sizeof *x.at);
   int rc = 0;
-  if (!x.order || !x.heap || !x.load || !x.fill || !x.who) {
+  if (!x.order || !x.heap || !x.load || !x.fill || !x.who || !x.donor || !x.at) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     goto done;
   }
-  for (int32_t e = 0; e < n; e++)
+  for (int32_t e = 0; e < n; e++) {
     x.order[e] = e;
+    x.at[e] = -1;
+  }
+  for (int32_t e = 0; e < n; e++)
+    sync_donor(&x, e);
   resort(&x);
   double cur = evaluate(&x);
   int32_t patience = (int32_t)(iters * DESCENT_PATIENCE_SHARE) + 1;
@@ -165,8 +190,10 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
        it++, idle++) {
     memcpy(top, x.top, sizeof top);
     int32_t g = top[next_rand(&x.rng) % (uint64_t)S];
-    int32_t h = (int32_t)(next_rand(&x.rng) % (uint64_t)n);
-    if (g == h || cnt[g] >= G || cnt[h] < 2 || w[h] / (double)(cnt[h] - 1) > cur)
+    if (x.ndonor == 0)
+      break;
+    int32_t h = x.donor[next_rand(&x.rng) % (uint64_t)x.ndonor];
+    if (g == h || cnt[g] >= G || w[h] / (double)(cnt[h] - 1) > cur)
       continue;
     cnt[g]++;
     cnt[h]--;
@@ -176,6 +203,8 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
       if (v < cur)
         idle = 0;
       cur = v;
+      sync_donor(&x, g);
+      sync_donor(&x, h);
       continue;
     }
     cnt[g]--;
@@ -189,5 +218,7 @@ done:
   free(x.load);
   free(x.fill);
   free(x.who);
+  free(x.donor);
+  free(x.at);
   return rc;
 }

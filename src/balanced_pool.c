@@ -6,7 +6,10 @@
  *   3. swap search: exchange a replica of the busiest device with a smaller one elsewhere while
  *      that lowers the pair's maximum;
  *   4. count rounds: one replica moves from the expert that loses least to the largest expert of
- *      the busiest device, then 2-3 again; kept when the maximum drops.
+ *      the busiest device, then 2-3 again; kept when the maximum drops;
+ *   5. still above the bound without a home rule: the target-driven construction of
+ *      balanced_target.c, then 3-4 on its plan; with few slots per device the count descent of
+ *      balanced_counts.c, then 2-4 on its counts. The lightest plan wins.
  * Everything is deterministic (ties go to the lower index); the only clock is an optional
  * deadline that cuts step 4 short. */
 #define _POSIX_C_SOURCE 200809L
@@ -475,6 +478,30 @@ static int solve_counts(pstate *s, pstate *save, double stop) {
   return count_rounds(s, save, stop);
 }
 
+/* Loads a complete placement (pool-local expert per slot, no duplicates, no locality rule) into
+ * the state, with the counts it implies. */
+static void load_plan(pstate *s, const int32_t *slot_expert) {
+  memset(s->cnt, 0, (size_t)s->n * sizeof *s->cnt);
+  memset(s->load, 0, (size_t)s->G * sizeof *s->load);
+  memset(s->has, 0, (size_t)s->G * (size_t)s->n);
+  for (int32_t k = 0; k < s->P; k++)
+    s->cnt[slot_expert[k]]++;
+  for (int32_t e = 0; e < s->n; e++)
+    s->size[e] = s->pl->w[e] / (double)s->cnt[e];
+  for (int32_t d = 0; d < s->G; d++) {
+    s->fill[d] = s->S;
+    for (int32_t k = d * s->S; k < (d + 1) * s->S; k++) {
+      int32_t e = slot_expert[k];
+      s->slot[k] = e;
+      s->anch[k] = 0;
+      s->load[d] += s->size[e];
+      s->has[(size_t)d * s->n + e] = 1;
+    }
+  }
+  s->freeb[0] = 0;
+  s->pending[0] = 0;
+}
+
 /* Solves one pool: greedy counts through packing, swaps and count rounds; with few slots per
  * device the descent's counts too; the lighter plan wins (see quality_int.h). */
 int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_load) {
@@ -494,7 +521,10 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
   double stop = eplb__pool_bound(pl->w, s.n, s.P, s.G) * (1 + STOP_TOL);
   if (pl->target > stop)
     stop = pl->target;
-  eplb__min_max_share(pl->w, s.n, s.P, s.G, s.cnt);
+  if (pl->init_cnt)
+    memcpy(s.cnt, pl->init_cnt, (size_t)s.n * sizeof *s.cnt);
+  else
+    eplb__min_max_share(pl->w, s.n, s.P, s.G, s.cnt);
   int32_t *greedy = eplb__calloc((size_t)s.n, sizeof *greedy);
   if (!greedy)
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
@@ -506,6 +536,24 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
   if (!rc) {
     memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
     best = s.load[busiest(&s)];
+  }
+  /* Above the bound without locality rules: the target-driven construction, then swaps and
+   * count rounds on its plan; the lighter plan is kept. */
+  if (!rc && best > stop * (1 + DESCENT_FROM) && !pl->home) {
+    double m = 0;
+    int32_t *alt = eplb__calloc((size_t)s.P, sizeof *alt);
+    rc = alt ? eplb__target_solve(pl->w, s.n, s.G, s.S, stop / (1 + STOP_TOL), best, alt, &m)
+             : eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+    if (!rc && m > 0) {
+      load_plan(&s, alt);
+      swap_search(&s, stop);
+      rc = count_rounds(&s, &save, stop);
+      if (!rc && s.load[busiest(&s)] < best) {
+        memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
+        best = s.load[busiest(&s)];
+      }
+    }
+    free(alt);
   }
   /* Few slots per device: also try the descent's counts, keep the better plan. */
   if (!rc && best > stop * (1 + DESCENT_FROM) && s.S <= EPLB__DESCENT_MAX_SLOTS &&

@@ -11,12 +11,14 @@
 #define EXACT_MAX_GROUPS 10
 /* Replica-count refinement rounds per pool (deterministic cap). */
 #define COUNT_ROUNDS 24
+/* Soft pools get more: count rounds are their only move past the first-replica rule. */
+#define SOFT_ROUNDS 64
 /* Strict: a node's search stops within this share of the heaviest node's bound. */
 #define STRICT_TOL 5e-4
 /* Count-descent moves per pool with up to 16 slots per device (deterministic caps); two slots
  * per device get more, their fast packing being a plain pairing. */
-#define DESCENT_ITERS 1000
-#define DESCENT_ITERS_PAIRS 3000
+#define DESCENT_ITERS 400
+#define DESCENT_ITERS_PAIRS 1200
 
 /* ---- parameters ---- */
 
@@ -232,7 +234,7 @@ static int plan_layer(const double *w, const eplb_params *pr, eplb_hierarchy h, 
   int32_t G = pr->num_gpus, S = pr->num_replicas / G, N = pr->num_nodes, K = pr->num_groups;
   eplb__pool pl = {0};
   pl.slots = S;
-  pl.max_rounds = COUNT_ROUNDS;
+  pl.max_rounds = h == EPLB_HIER_SOFT ? SOFT_ROUNDS : COUNT_ROUNDS;
   pl.descent_iters = S == 2 ? DESCENT_ITERS_PAIRS : DESCENT_ITERS;
   pl.deadline = deadline;
   if (h == EPLB_HIER_NONE || N == 1) {
@@ -259,6 +261,12 @@ static int plan_layer(const double *w, const eplb_params *pr, eplb_hierarchy h, 
     pl.ndev = G;
     pl.home = wk->home;
     pl.block_size = G / N;
+    /* Start from the counts that lighten the heaviest node's first replicas most (the
+     * partition is chosen, so wk->cnt is free again). */
+    rc = eplb__anchor_counts(w, E, wk->home, N, pr->num_replicas, G, wk->cnt);
+    if (rc)
+      return rc;
+    pl.init_cnt = wk->cnt;
     return solve_pool(&pl, wk, row, 0);
   }
   /* A node need not be better than the heaviest node's own bound. */

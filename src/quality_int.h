@@ -18,6 +18,23 @@ double eplb__min_max_share(const double *w, int32_t n, int32_t slots, int32_t ca
 /* The lower bound of one pool: max(sum w / ndev, eplb__min_max_share(w, n, slots, ndev)). */
 double eplb__pool_bound(const double *w, int32_t n, int32_t slots, int32_t ndev);
 
+/* ---- lower bound under soft (bound_soft.c) ---- */
+
+/* A lower bound for plans that keep one replica of every expert on its group's node (hierarchy
+ * soft; also valid for strict): max(eplb__pool_bound, min over counts d of the largest group's
+ * sum of load_e / d_e over the G/N devices of a node), counts shared (sum d_e <= R, d_e <= G).
+ * Expert e is in group e / (E/K). Falls back to eplb__pool_bound when N <= 1 or K, N do not
+ * divide E, G. The inner minimum is exact. @return the bound, NAN when out of memory. */
+double eplb__soft_bound(const double *w, int32_t E, int32_t K, int32_t N, int32_t R, int32_t G);
+
+/* Replica counts for a pool whose experts keep one replica in their home set (soft): the
+ * counts that minimise the largest set's anchored load sum w_e / d_e (exact, as in
+ * eplb__soft_bound, sets given by home[e] in [0, nsets)), the slots left over then going one by
+ * one to the expert with the largest share. Fills cnt[n] (1 <= cnt <= G, summing to R when
+ * R <= n * G). @return 0 or EPLB_ENOMEM. */
+int eplb__anchor_counts(const double *w, int32_t n, const int32_t *home, int32_t nsets,
+                        int32_t R, int32_t G, int32_t *cnt);
+
 /* ---- one pool of devices (balanced_pool.c) ---- */
 
 /* A pool: n experts to place on ndev identical devices of `slots` slots each, every slot used,
@@ -33,6 +50,8 @@ typedef struct eplb__pool {
   int32_t max_rounds;   /* replica-count refinement rounds (deterministic cap) */
   int32_t descent_iters; /* moves tried by eplb__count_descent when slots <= 4 */
   double deadline;      /* monotonic seconds after which refinement stops; 0: never */
+  const int32_t *init_cnt; /* [n] counts to start from instead of the min-max greedy's (soft:
+                              eplb__anchor_counts); NULL: the greedy's */
   double target;        /* the search also stops once the busiest device is <= target (strict:
                            a node need not be better than the heaviest node's bound); 0: none */
 } eplb__pool;
@@ -57,10 +76,22 @@ eplb_hierarchy eplb__resolve_hierarchy(const eplb_params *pr);
 
 /* Improves replica counts cnt[n] (summing to G*S, each <= G) for a pool of G devices with S <=
  * EPLB__DESCENT_MAX_SLOTS slots: at most `iters` moves of one replica from a pseudo-random donor
- * (fixed seed) to an expert of the busiest device of a largest-first packing, each kept when the
- * maximum does not rise; stops once it is <= stop. No-op for larger S. @return 0 or ENOMEM. */
+ * among the experts holding two or more (fixed seed) to an expert of the busiest device of a
+ * largest-first packing, each kept when the maximum does not rise; stops once it is <= stop.
+ * No-op for larger S. @return 0 or ENOMEM. */
 int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
                         int32_t iters, double stop);
+
+/* ---- target-driven construction (balanced_target.c) ---- */
+
+/* Builds plans for a pool of G devices of S slots without locality rules by a binary search on
+ * a target T in [lo, hi]: experts largest first, each split into the fewest equal replicas that
+ * fit on the devices with the most room under T, keeping a free slot for every expert still to
+ * come; leftover slots take extra replicas. Writes the lightest plan built to slot_expert[G*S]
+ * and its largest device load to *max_load (0 when no target could be built, slot_expert then
+ * untouched). Needs S <= n <= G*S. @return 0 or EPLB_ENOMEM. */
+int eplb__target_solve(const double *w, int32_t n, int32_t G, int32_t S, double lo, double hi,
+                       int32_t *slot_expert, double *max_load);
 
 /* ---- re-planning (replan.c) ---- */
 

@@ -343,7 +343,8 @@ static void build_curve(curve *cv, curve_work *c, const int32_t *o, const int32_
       /* Swaps keep counts: only devices a and b change. */
       for (int32_t y = 0; y < c->R; y++) {
         int32_t b = y / c->S, g = c->mix[y];
-        if (b == a || b / c->Gn != a / c->Gn || g == e || c->on[(size_t)b * c->E + e] || c->on[(size_t)a * c->E + g])
+        if (b == a || b / c->Gn != a / c->Gn || g == e || c->on[(size_t)b * c->E + e] ||
+            c->on[(size_t)a * c->E + g])
           continue;
         double dx = c->w[e] / c->cnt[e] - c->w[g] / c->cnt[g];
         double la = M - dx, lb = c->load[b] + dx;

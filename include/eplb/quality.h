@@ -6,22 +6,31 @@
  *   layer, never two replicas of one expert on a device. Per pool of devices (the whole cluster
  *   for hierarchy none and soft, one node for strict):
  *     1. counts by the exact min-max greedy of the lower bound below (cap: the pool's devices);
+ *        under soft instead the counts that make the heaviest node's first replicas (sum of
+ *        load_e / d_e over its experts) as light as possible, exactly, the remaining replicas
+ *        then going to the largest shares;
  *     2. largest-first packing, each replica to the lightest device with room lacking it;
  *     3. swap search: exchange a replica of the busiest device with a smaller one of another
  *        device while that lowers the pair's maximum (at most 4 steps per slot);
- *     4. count rounds (at most 24 tries per pool): one replica moves from one of the 8 experts
- *        whose replicas grow least to an expert of the busiest device, 2-3 again on the two
- *        experts' replicas, kept if the maximum drops (or stays while fewer devices sit within
- *        0.1% of it);
- *     5. with at most 16 slots per device, when 1-4 ended over 0.2% above the bound: a count descent
- *        (at most 1000 moves, 3000 with 2 slots per device; it stops after 30% of them in a
- *        row without gain) moves one replica from a
- *        pseudo-random donor (fixed seed) to an expert of the busiest device of a fast
- *        largest-first packing, keeping moves that do not raise the maximum; its counts go
- *        through 2-4 again and the lighter plan is kept.
+ *     4. count rounds (at most 24 tries per pool, 64 under soft): one replica moves from one of
+ *        the 8 experts whose replicas grow least to an expert of the busiest device, 2-3 again on
+ *        the two experts' replicas, kept if the maximum drops (or stays while fewer devices sit
+ *        within 0.1% of it);
+ *     5. when 1-4 ended over 0.2% above the bound (hierarchy none, or N = 1): a target-driven
+ *        construction, a binary search (14 steps) on a target T between the bound and the plan
+ *        so far: experts largest first, each split into the fewest equal replicas that fit on
+ *        the devices with the most room under T while a free slot stays for every expert still
+ *        to come; leftover slots take one more replica of the expert whose new replica best fits
+ *        the roomiest device. Its lightest plan goes through 3-4 and is kept when lighter;
+ *     6. with at most 16 slots per device, when still over 0.2% above the bound: a count descent
+ *        (at most 400 moves, 1200 with 2 slots per device; it stops after 30% of them in a row
+ *        without gain) moves one replica from a pseudo-random expert holding two or more
+ *        (fixed seed) to an expert of the busiest device of a fast largest-first packing,
+ *        keeping moves that do not raise the maximum; its counts go through 2-4 again and the
+ *        lighter plan is kept.
  *   Every search stops once the busiest device is within 0.05% of the pool's lower bound (under
  *   strict, of the heaviest node's bound: a light node need not be better than the bottleneck).
- *   Under soft the descent (5) is skipped: its fast packing cannot see the first-replica rule.
+ *   Under soft, 5 and 6 are skipped: neither sees the first-replica rule.
  *   Safety net: the deepseek policy's duplicate-free plan for the same parameters is computed
  *   too, and its layer is kept wherever its busiest device is lighter (only where its placement
  *   obeys the hierarchy: always for hierarchical deepseek, for global deepseek with none). So
@@ -161,8 +170,9 @@ typedef struct eplb_report {
  * Off-node share: expert e is in group e / (E/K) (E: the loads' experts), device d on node
  * d / (G/N); a group's home node is the node serving most of its load (the lowest on ties), and
  * the share is the load its other nodes serve; 0 when K = N = 1. A replica carries load/logcnt.
- * @return 0, EPLB_EINVAL (NULL, a map layer without loads, K not dividing the loads' E, N not dividing G,
- *         old map of another shape), EPLB_ENOMEM. The caller frees *out with eplb_report_free. */
+ * @return 0, EPLB_EINVAL (NULL, a map layer without loads, K not dividing the loads' E, N not
+ *         dividing G, old map of another shape), EPLB_ENOMEM. The caller frees *out with
+ *         eplb_report_free. */
 EPLB_API int eplb_report_compute(const eplb_loads *loads, const eplb_placement *map,
                                  const eplb_placement *old, int32_t num_groups, int32_t num_nodes,
                                  eplb_report **out);
