@@ -100,6 +100,30 @@ static int check_shapes(const eplb_placement *from, const eplb_placement *to, in
   return 0;
 }
 
+/* Checks, layer by layer, that every expert `to` holds has a slot in `from`. Relabel and align
+ * only move experts between slots of a layer, so the planned copy of `to` then holds no expert
+ * without a sender either. Needs check_shapes() to have passed (ids in range). */
+static int check_sources(const eplb_placement *from, const eplb_placement *to) {
+  uint8_t *held = eplb__calloc((size_t)from->num_experts, sizeof *held);
+  if (!held)
+    return eplb__err(EPLB_ENOMEM, "transfer plan: out of memory");
+  int rc = 0;
+  for (int32_t l = 0; l < from->num_layers && !rc; l++) {
+    const int32_t *old = from->phy2log + (size_t)l * (size_t)from->num_slots;
+    const int32_t *row = to->phy2log + (size_t)l * (size_t)to->num_slots;
+    memset(held, 0, (size_t)from->num_experts);
+    for (int32_t s = 0; s < from->num_slots; s++)
+      held[old[s]] = 1;
+    for (int32_t s = 0; s < to->num_slots && !rc; s++)
+      if (!held[row[s]])
+        rc = eplb__err(EPLB_EINVALID, "transfer plan: layer %lld: expert %d (slot %d of the new "
+                                      "layout) has no slot in the old layout",
+                       (long long)to->layer_ids[l], row[s], s);
+  }
+  free(held);
+  return rc;
+}
+
 /* ---- choosing a sender ---- */
 
 /* Whether candidate sender r beats the best so far (b) for a receiver: fewer sends in this
@@ -152,7 +176,7 @@ static int plan_layer(planner *pl, int32_t l, eplb_xfer *x, uint8_t *needed,
     for (int32_t r = 0; r < G && home < 0; r++)
       if (pl->first[(size_t)r * E + given[s]] >= 0)
         home = r;
-    if (home < 0)
+    if (home < 0) /* check_sources() rules this out; never index with -1 */
       return eplb__err(EPLB_EINVALID, "transfer plan: layer %lld: expert %d of the new layout has "
                                       "no slot in the old one",
                        (long long)pl->to->layer_ids[l], given[s]);
@@ -172,6 +196,10 @@ static int plan_layer(planner *pl, int32_t l, eplb_xfer *x, uint8_t *needed,
       st->local_copies++;
     } else {
       int32_t r = pick_sender(pl, e, d);
+      if (r < 0) /* check_sources() rules this out; never index with -1 */
+        return eplb__err(EPLB_EINVALID, "transfer plan: layer %lld: expert %d of the new layout "
+                                        "has no slot in the old one",
+                         (long long)pl->to->layer_ids[l], e);
       t->kind = EPLB_XFER_RECV, t->src_rank = r, t->src_slot = pl->first[(size_t)r * E + e];
       needed[t->src_slot] = 1;
       pl->got[(size_t)d * E + e] = s;
@@ -233,6 +261,8 @@ int eplb_transfer_plan_ex(const eplb_placement *from, const eplb_placement *to,
   if (opts)
     o = *opts;
   int rc = check_shapes(from, to, o.gpus_per_node);
+  if (!rc)
+    rc = check_sources(from, to);
   if (rc)
     return rc;
   eplb_transfer *plan = calloc(1, sizeof *plan);

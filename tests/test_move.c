@@ -618,6 +618,41 @@ static void plan_rejects_mismatched_or_incomplete_layouts(void **state) {
   eplb_placement_free(a), eplb_placement_free(b);
 }
 
+static void plan_rejects_a_missing_expert_that_align_moves_first(void **state) {
+  (void)state;
+  /* One device, old slots {0, 1}, new {1, 2}: aligning keeps expert 1 in slot 1 and moves the
+   * missing expert 2 to slot 0, ahead of the slot the caller gave it. Before the check of every
+   * expert up front the planner read and wrote the sender tables at index -1 (ASan). */
+  const int32_t from_row[2] = {0, 1}, to_row[2] = {1, 2};
+  eplb_placement *from = literal(3, 1, 2, from_row), *to = literal(3, 1, 2, to_row);
+  eplb_transfer *plan = (eplb_transfer *)1;
+  assert_int_equal(eplb_transfer_plan(from, to, &plan), EPLB_EINVALID);
+  assert_null(plan);
+  assert_non_null(strstr(eplb_last_error(), "layer 0: expert 2 (slot 1 of the new layout)"));
+  /* the same without align, and with relabel: one error, same detail */
+  eplb_transfer_opts o;
+  eplb_transfer_opts_init(&o);
+  o.align = 0;
+  assert_int_equal(eplb_transfer_plan_ex(from, to, &o, &plan), EPLB_EINVALID);
+  assert_non_null(strstr(eplb_last_error(), "layer 0: expert 2"));
+  o.align = 1, o.relabel = 1;
+  assert_int_equal(eplb_transfer_plan_ex(from, to, &o, &plan), EPLB_EINVALID);
+  assert_non_null(strstr(eplb_last_error(), "layer 0: expert 2"));
+  assert_int_equal(to->phy2log[0], 1); /* the caller's `to` is not modified */
+  assert_int_equal(to->phy2log[1], 2);
+  /* a later layer is named by its id */
+  eplb_placement *f2 = NULL, *t2 = NULL;
+  assert_int_equal(eplb_placement_create(2, 3, 2, 1, &f2), 0);
+  assert_int_equal(eplb_placement_create(2, 3, 2, 1, &t2), 0);
+  const int32_t f2_rows[4] = {0, 1, 0, 1}, t2_rows[4] = {1, 0, 1, 2};
+  memcpy(f2->phy2log, f2_rows, sizeof f2_rows), memcpy(t2->phy2log, t2_rows, sizeof t2_rows);
+  f2->layer_ids[1] = t2->layer_ids[1] = 7;
+  assert_int_equal(eplb_transfer_plan(f2, t2, &plan), EPLB_EINVALID);
+  assert_non_null(strstr(eplb_last_error(), "layer 7: expert 2"));
+  eplb_placement_free(f2), eplb_placement_free(t2);
+  eplb_placement_free(from), eplb_placement_free(to);
+}
+
 static void plan_counts_upstream_copies_from_home_ranks(void **state) {
   (void)state;
   /* initial (4 ranks x 2) -> 12 slots where hot expert 0 is on every rank. */
@@ -656,6 +691,7 @@ int main(void) {
       cmocka_unit_test(plan_prefers_a_sender_on_the_same_node),
       cmocka_unit_test(plan_receives_a_duplicated_expert_once),
       cmocka_unit_test(plan_rejects_mismatched_or_incomplete_layouts),
+      cmocka_unit_test(plan_rejects_a_missing_expert_that_align_moves_first),
       cmocka_unit_test(plan_counts_upstream_copies_from_home_ranks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
