@@ -13,18 +13,28 @@
 #define EPLB__PRINTF(a, b)
 #endif
 
+/* The library is built with hidden visibility, but libeplb_mpi.so calls a few of these helpers
+ * from libeplb.so. They are exported (default visibility) rather than copied into the MPI library
+ * so that both share one thread-local error detail. Mark only what src/mpi/ uses; the names stay
+ * internal (not in any installed header). */
+#if defined(__GNUC__) && !defined(_WIN32)
+#define EPLB__INTERNAL __attribute__((visibility("default")))
+#else
+#define EPLB__INTERNAL
+#endif
+
 /* ---- errors (error.c) ---- */
 
 /* Records a one-line detail message for this thread and returns `code`, so a failure reads
  * `return eplb__err(EPLB_EFORMAT, "%s: layer \"%s\": not an object", name, key);`. */
-int eplb__err(int code, const char *fmt, ...) EPLB__PRINTF(2, 3);
+EPLB__INTERNAL int eplb__err(int code, const char *fmt, ...) EPLB__PRINTF(2, 3);
 
 /* ---- memory (util.c) ---- */
 
 /* calloc(n, size) that fails (NULL) on n*size overflow and on n == 0 returns a valid pointer. */
 void *eplb__calloc(size_t n, size_t size);
 /* malloc(n * size) with the same overflow check. */
-void *eplb__mallocn(size_t n, size_t size);
+EPLB__INTERNAL void *eplb__mallocn(size_t n, size_t size);
 
 /* ---- files (util.c) ---- */
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cli_install.sh - `cmake --install` puts headers, libraries, eplb.pc, the CMake package and the
 # program in place, and a program outside the tree builds against them with pkg-config and with
-# find_package(eplb). Environment (set by ctest): BUILD (the build folder).
+# find_package(eplb); an MPI program links the shared libeplb_mpi with mpicc and eplb_mpi.pc and
+# gathers under mpirun with 2 ranks. Environment (set by ctest): BUILD (the build folder).
 set -eu
 BUILD=${BUILD:?}
 T=$(mktemp -d /tmp/eplb_install.XXXXXX)
@@ -52,5 +53,52 @@ CM
 check cmake -S "$T/cm" -B "$T/cm/build" -DCMAKE_PREFIX_PATH="$T/prefix" -DCMAKE_BUILD_TYPE=Release
 check cmake --build "$T/cm/build"
 check sh -c "'$T/cm/build/app' | grep -q 'app ok'"
+# An MPI program built with mpicc against the installed *shared* libraries (eplb_mpi.pc pulls in
+# eplb.pc): libeplb_mpi.so must find the internal helpers it calls in libeplb.so, and both must
+# share one error detail (a failure inside libeplb_mpi reads back through eplb_last_error).
+check test -f "$(dirname "$pc")/eplb_mpi.pc"
+check test -L "$libdir/libeplb_mpi.so"
+cat >"$T/mpi_app.c" <<'C'
+#include <eplb_mpi.h>
+#include <stdio.h>
+#include <string.h>
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0, size = 0, bad = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  eplb_collector *c = eplb_collector_create(1, 2, 1);
+  const uint64_t counts[2] = {(uint64_t)rank + 1, 10};
+  bad |= eplb_collector_add_counts(c, 0, counts) != 0;
+  /* root out of range: the detail set inside libeplb_mpi is the one libeplb reports */
+  bad |= eplb_mpi_gather(c, MPI_COMM_WORLD, size, argv[1]) != EPLB_EINVAL;
+  bad |= strstr(eplb_last_error(), "gather: root") == NULL;
+  bad |= eplb_mpi_gather(c, MPI_COMM_WORLD, 0, argv[1]) != 0;
+  eplb_collector_free(c);
+  int all = 0;
+  MPI_Allreduce(&bad, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  if (rank == 0)
+    printf("%s %d\n", all ? "mpi app wrong" : "mpi app ok", size);
+  MPI_Finalize();
+  return all;
+}
+C
+# shellcheck disable=SC2046
+check mpicc -std=c11 "$T/mpi_app.c" $(pkg-config --cflags --libs eplb_mpi) \
+  -Wl,-rpath,"$libdir" -o "$T/mpi_app"
+# the program needs libeplb_mpi.so and libeplb.so themselves, not static copies
+check sh -c "readelf -d '$T/mpi_app' | grep -q 'NEEDED.*libeplb_mpi.so'"
+check sh -c "readelf -d '$T/mpi_app' | grep -q 'NEEDED.*libeplb.so'"
+mkdir -p "$T/gather"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+check sh -c "${MPIRUN:-mpirun} -np 2 --oversubscribe '$T/mpi_app' '$T/gather' | grep -q 'mpi app ok 2'"
+# rank 0 recorded {1, 10}, rank 1 {2, 10}: the file holds their sums, 3 and 20
+check python3 - "$T/gather/token_collects_all.json" <<'PY'
+import json, sys
+with open(sys.argv[1]) as f:
+    data = json.load(f)
+sys.exit(0 if data == {"0": {"0": 3, "1": 20}} else 1)
+PY
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
