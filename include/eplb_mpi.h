@@ -16,12 +16,14 @@ extern "C" {
 /* ---- step 1: gather ---- */
 
 /* Sums the counts of every rank's collector (the sum of each one's ring, see eplb/collect.h) on
- * rank `root` (MPI_Reduce of uint64 counters) and has root alone write them to
+ * rank `root` (MPI_Reduce of uint64 counters with a sum that saturates instead of wrapping) and
+ * has root alone write them to
  * `<save_dir>/token_collects_all.json` (EPLB_TOKEN_FILE) in the seed format, atomically: a temp
  * file in save_dir, fsync, rename, fsync of the folder; on failure any existing file is left as
  * it was. Exactly one file is written whatever the number of ranks, also when some ranks recorded
- * nothing. Collective over `comm`: every rank calls it with the same root; save_dir is read on
- * root only (other ranks may pass NULL) and must be an existing, writable folder.
+ * nothing. Collective over `comm`: every rank calls it with the same root (roots that differ are
+ * EPLB_EINVAL on every rank, checked before any sum); save_dir is read on root only (other ranks
+ * may pass NULL) and must be an existing, writable folder.
  * Every collector must have the same number of layers and experts. A NULL collector is the
  * disabled one (token_collects: false): when every rank passes NULL nothing is written and 0 is
  * returned; NULL on some ranks only is EPLB_EINVAL.
@@ -29,8 +31,8 @@ extern "C" {
  * such as a full disk) reach every rank: all ranks return the same code, and the detail says
  * which rank failed and why. MPI errors are returned as EPLB_ECOMM (the call works on a duplicate
  * of comm with MPI_ERRORS_RETURN; it never aborts). `comm` itself is not modified.
- * @return 0, EPLB_EINVAL, EPLB_ERANGE (a sum above 2^63 - 1), EPLB_EIO, EPLB_ENOMEM,
- *         EPLB_ECOMM. */
+ * @return 0, EPLB_EINVAL, EPLB_ERANGE (a rank's ring sum past 2^64 - 1, or a sum over the ranks
+ *         above 2^63 - 1: nothing is written), EPLB_EIO, EPLB_ENOMEM, EPLB_ECOMM. */
 EPLB_API int eplb_mpi_gather(const eplb_collector *c, MPI_Comm comm, int root,
                              const char *save_dir);
 

@@ -291,8 +291,13 @@ int eplb_collector_counts(const eplb_collector *c, int32_t window, uint64_t *out
     const uint64_t *w = window_at(c, age);
     if (!w)
       continue;
-    for (size_t i = 0; i < c->cells; i++)
+    for (size_t i = 0; i < c->cells; i++) {
+      if (w[i] > UINT64_MAX - out[i])
+        return eplb__err(EPLB_ERANGE, "collector: layer %zu: expert %zu: the sum of the windows "
+                         "passes 2^64-1", i / (size_t)c->num_experts,
+                         i % (size_t)c->num_experts);
       out[i] += w[i];
+    }
   }
   return 0;
 }

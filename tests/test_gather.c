@@ -268,6 +268,85 @@ static void shapes_that_differ_fail_everywhere(void **state) {
   eplb_collector_free(c);
 }
 
+static void roots_that_differ_fail_everywhere(void **state) {
+  (void)state;
+  if (size < 2)
+    skip();
+  eplb_collector *c = eplb_collector_create(LAYERS, EXPERTS, 1);
+  assert_int_equal(record_rank(c, rank), 0);
+  const char *dir = fresh_dir("roots");
+  /* every rank names itself: each root is valid alone, but MPI_Reduce would wait forever */
+  assert_int_equal(eplb_mpi_gather(c, MPI_COMM_WORLD, rank, dir), EPLB_EINVAL);
+  assert_non_null(strstr(eplb_last_error(), "different roots"));
+  if (rank == ROOT)
+    assert_int_equal(entries(dir), 0);
+  /* the same collectives still match afterwards: a good call succeeds */
+  assert_int_equal(eplb_mpi_gather(c, MPI_COMM_WORLD, ROOT, dir), 0);
+  eplb_collector_free(c);
+}
+
+/* ---- sums beyond the counters ---- */
+
+/* 2^63, the first count above INT64_MAX. */
+#define TWO_POW_63 (UINT64_C(1) << 63)
+
+static void sums_above_int64_fail_everywhere_and_write_nothing(void **state) {
+  (void)state;
+  eplb_collector *c = eplb_collector_create(LAYERS, EXPERTS, 1);
+  uint64_t row[EXPERTS] = {0};
+  /* ranks 0 and 1 each count 2^63 for expert 3 of layer 1: 2^64, which MPI_SUM wraps to 0 */
+  row[3] = rank < 2 ? TWO_POW_63 : 0;
+  assert_int_equal(eplb_collector_add_counts(c, 1, row), 0);
+  const char *dir = fresh_dir("above_int64");
+  assert_int_equal(eplb_mpi_gather(c, MPI_COMM_WORLD, ROOT, dir), EPLB_ERANGE);
+  assert_non_null(strstr(eplb_last_error(), "layer 1: expert 3"));
+  if (rank != ROOT)
+    assert_non_null(strstr(eplb_last_error(), "rank 0"));
+  if (rank == ROOT)
+    assert_int_equal(entries(dir), 0);
+  eplb_collector_free(c);
+}
+
+static void a_sum_of_exactly_int64_max_is_written(void **state) {
+  (void)state;
+  eplb_collector *c = eplb_collector_create(LAYERS, EXPERTS, 1);
+  uint64_t row[EXPERTS] = {0};
+  /* rank 0 counts INT64_MAX - (size - 1), every other rank 1: the sum is INT64_MAX */
+  row[5] = rank == 0 ? (uint64_t)INT64_MAX - (uint64_t)(size - 1) : 1;
+  assert_int_equal(eplb_collector_add_counts(c, 2, row), 0);
+  const char *dir = fresh_dir("int64_max");
+  assert_int_equal(eplb_mpi_gather(c, MPI_COMM_WORLD, ROOT, dir), 0);
+  if (rank == ROOT) {
+    uint64_t expect[LAYERS * EXPERTS] = {0};
+    expect[2 * EXPERTS + 5] = (uint64_t)INT64_MAX;
+    assert_file(dir, expect);
+  }
+  eplb_collector_free(c);
+}
+
+static void window_sums_past_2_64_fail_everywhere_and_write_nothing(void **state) {
+  (void)state;
+  int last = size - 1;
+  eplb_collector *c = eplb_collector_create(LAYERS, EXPERTS, 2);
+  uint64_t row[EXPERTS] = {0};
+  row[7] = rank == last ? TWO_POW_63 : 0;
+  /* two windows of 2^63 each on the last rank: the ring's sum is 2^64 */
+  assert_int_equal(eplb_collector_add_counts(c, 0, row), 0);
+  eplb_collector_next_window(c);
+  assert_int_equal(eplb_collector_add_counts(c, 0, row), 0);
+  uint64_t sum[LAYERS * EXPERTS];
+  assert_int_equal(eplb_collector_counts(c, EPLB_WINDOW_ALL, sum, LAYERS * EXPERTS),
+                   rank == last ? EPLB_ERANGE : 0);
+  if (rank == last)
+    assert_non_null(strstr(eplb_last_error(), "layer 0: expert 7"));
+  const char *dir = fresh_dir("windows_2_64");
+  assert_int_equal(eplb_mpi_gather(c, MPI_COMM_WORLD, ROOT, dir), EPLB_ERANGE);
+  assert_non_null(strstr(eplb_last_error(), "layer 0: expert 7"));
+  if (rank == ROOT)
+    assert_int_equal(entries(dir), 0);
+  eplb_collector_free(c);
+}
+
 /* ---- disabled collection ---- */
 
 static void disabled_everywhere_writes_nothing(void **state) {
@@ -340,6 +419,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test(full_disk_fails_on_every_rank_and_keeps_the_old_file),
       cmocka_unit_test(bad_arguments_on_one_rank_fail_everywhere),
       cmocka_unit_test(shapes_that_differ_fail_everywhere),
+      cmocka_unit_test(roots_that_differ_fail_everywhere),
+      cmocka_unit_test(sums_above_int64_fail_everywhere_and_write_nothing),
+      cmocka_unit_test(a_sum_of_exactly_int64_max_is_written),
+      cmocka_unit_test(window_sums_past_2_64_fail_everywhere_and_write_nothing),
       cmocka_unit_test(disabled_everywhere_writes_nothing),
       cmocka_unit_test(disabled_on_some_ranks_only_fails_everywhere),
       cmocka_unit_test(caller_communicator_keeps_its_error_handler),

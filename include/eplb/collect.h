@@ -98,7 +98,8 @@ EPLB_API int eplb_collector_merge(eplb_collector *dst, const eplb_collector *src
 /* Copies the counts of one window into out[layer * num_experts + expert] (out holds n >= L*E
  * values). `window` is EPLB_WINDOW_ALL for the sum of the ring, or an age: 0 is the current
  * window, 1 the last closed one, ... up to num_windows - 1; a window not opened yet reads as zeros.
- * @return 0, EPLB_EINVAL (NULL, n too small), EPLB_ERANGE (window outside -1..num_windows-1). */
+ * @return 0, EPLB_EINVAL (NULL, n too small), EPLB_ERANGE (window outside -1..num_windows-1,
+ *         or with EPLB_WINDOW_ALL a sum that would pass 2^64 - 1; out is then incomplete). */
 EPLB_API int eplb_collector_counts(const eplb_collector *c, int32_t window, uint64_t *out,
                                    size_t n);
 /* Builds the load matrix of one window (as eplb_collector_counts) in the form eplb_plan() takes:

@@ -21,6 +21,7 @@ typedef struct gather_state {
   size_t cells;   /* layers x experts */
   uint64_t *send; /* this rank's ring sum */
   uint64_t *recv; /* root: the sum over ranks */
+  MPI_Op sum;     /* saturating sum of uint64 counters (see saturating_sum) */
 } gather_state;
 
 /* ---- agreeing on errors ---- */
@@ -51,22 +52,40 @@ static int agree(const gather_state *g, int local_rc) {
   return share_failure(g, out[0], out[1]);
 }
 
-/* Checks that the shapes of every rank's collector agree, and whether collection is enabled.
+/* Checks that every rank names the same root and that the shapes of every rank's collector
+ * agree (one MPI_Allreduce of each value and its negation: MIN of both gives the range), and
+ * whether collection is enabled. Runs after agree(), so every root is in 0..size-1 here.
  * @return 1 when every rank is enabled, 0 when none is, or a negative code. */
 static int agree_shape(const gather_state *g, const eplb_collector *c) {
   int32_t layers = 0, experts = 0;
   eplb_collector_dims(c, &layers, &experts, NULL);
   int on = c != NULL;
-  int in[6] = {layers, -layers, experts, -experts, on, -on}, out[6];
-  int mrc = MPI_Allreduce(in, out, 6, MPI_INT, MPI_MIN, g->comm);
+  int in[8] = {layers, -layers, experts, -experts, on, -on, g->root, -g->root}, out[8];
+  int mrc = MPI_Allreduce(in, out, 8, MPI_INT, MPI_MIN, g->comm);
   if (mrc != MPI_SUCCESS)
     return eplb__mpi_err(mrc, "gather: agreeing on shapes");
+  if (out[6] != -out[7])
+    return eplb__err(EPLB_EINVAL, "gather: root: the ranks name different roots (%d..%d); "
+                     "every rank must pass the same one", out[6], -out[7]);
   if (out[4] != -out[5])
     return eplb__err(EPLB_EINVAL, "gather: the collector is NULL (disabled) on some ranks only");
   if (out[0] != -out[1] || out[2] != -out[3])
     return eplb__err(EPLB_EINVAL, "gather: collectors differ in shape across ranks "
                      "(layers %d..%d, experts %d..%d)", out[0], -out[1], out[2], -out[3]);
   return out[4];
+}
+
+/* ---- the saturating sum ---- */
+
+/* MPI_User_function of the counters' sum: inout[i] += in[i], clamped at UINT64_MAX, so that a
+ * sum past 2^64 - 1 stays detectable (above INT64_MAX) instead of wrapping. Commutative and
+ * associative (a clamped sum of non-negative terms is min(true sum, UINT64_MAX)). */
+static void saturating_sum(void *in, void *inout, int *len, MPI_Datatype *type) {
+  (void)type;
+  const uint64_t *a = in;
+  uint64_t *b = inout;
+  for (int i = 0; i < *len; i++)
+    b[i] = a[i] > UINT64_MAX - b[i] ? UINT64_MAX : b[i] + a[i];
 }
 
 /* ---- local preparation ---- */
@@ -88,6 +107,11 @@ static int check_folder(const char *save_dir) {
 
 /* Does every check that needs no other rank and fills the send buffer. */
 static int prepare(gather_state *g, const eplb_collector *c, const char *save_dir) {
+  int mrc = MPI_Op_create(saturating_sum, 1, &g->sum);
+  if (mrc != MPI_SUCCESS) {
+    g->sum = MPI_OP_NULL;
+    return eplb__mpi_err(mrc, "gather: creating the sum operation");
+  }
   if (g->root < 0 || g->root >= g->size)
     return eplb__err(EPLB_EINVAL, "gather: root %d outside 0..%d", g->root, g->size - 1);
   if (!c)
@@ -111,16 +135,29 @@ static int prepare(gather_state *g, const eplb_collector *c, const char *save_di
 
 /* ---- reduce and write ---- */
 
-/* Sums the send buffers on root, in pieces of at most INT_MAX counters. */
+/* Sums the send buffers on root with the saturating sum, in pieces of at most INT_MAX
+ * counters. */
 static int reduce(const gather_state *g) {
   for (size_t at = 0; at < g->cells;) {
     size_t n = g->cells - at < (size_t)INT_MAX ? g->cells - at : (size_t)INT_MAX;
     int mrc = MPI_Reduce(g->send + at, g->recv ? g->recv + at : NULL, (int)n, MPI_UINT64_T,
-                         MPI_SUM, g->root, g->comm);
+                         g->sum, g->root, g->comm);
     if (mrc != MPI_SUCCESS)
       return eplb__mpi_err(mrc, "gather: summing counts");
     at += n;
   }
+  return 0;
+}
+
+/* Checks on root that every summed counter fits the file's int64 counts (a saturated sum is
+ * above INT64_MAX too). */
+static int check_range(const gather_state *g, const eplb_collector *c) {
+  int32_t experts = 0;
+  eplb_collector_dims(c, NULL, &experts, NULL);
+  for (size_t i = 0; i < g->cells; i++)
+    if (g->recv[i] > (uint64_t)INT64_MAX)
+      return eplb__err(EPLB_ERANGE, "gather: layer %zu: expert %zu: the sum over %d ranks "
+                       "passes 2^63-1", i / (size_t)experts, i % (size_t)experts, g->size);
   return 0;
 }
 
@@ -175,6 +212,8 @@ static int gather(gather_state *g, const eplb_collector *c, const char *save_dir
   int reduce_rc = reduce(g);
   int root_rc = reduce_rc;
   if (g->rank == g->root && root_rc == 0)
+    root_rc = check_range(g, c);
+  if (g->rank == g->root && root_rc == 0)
     root_rc = write_sum(g, c, save_dir);
   rc = share_outcome(g, root_rc);
   /* A rank whose own reduce failed reports that, even if root saw no error. */
@@ -184,7 +223,7 @@ static int gather(gather_state *g, const eplb_collector *c, const char *save_dir
 int eplb_mpi_gather(const eplb_collector *c, MPI_Comm comm, int root, const char *save_dir) {
   if (comm == MPI_COMM_NULL)
     return eplb__err(EPLB_EINVAL, "gather: MPI_COMM_NULL");
-  gather_state g = {.comm = MPI_COMM_NULL, .root = root};
+  gather_state g = {.comm = MPI_COMM_NULL, .root = root, .sum = MPI_OP_NULL};
   int mrc = MPI_Comm_dup(comm, &g.comm);
   if (mrc != MPI_SUCCESS)
     return eplb__mpi_err(mrc, "gather: duplicating the communicator");
@@ -200,6 +239,8 @@ int eplb_mpi_gather(const eplb_collector *c, MPI_Comm comm, int root, const char
     rc = gather(&g, c, save_dir);
   free(g.send);
   free(g.recv);
+  if (g.sum != MPI_OP_NULL)
+    MPI_Op_free(&g.sum);
   MPI_Comm_free(&g.comm);
   return rc;
 }
