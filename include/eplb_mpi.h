@@ -88,19 +88,26 @@ typedef void (*eplb_migrate_progress)(const eplb_migrate_info *info, void *user)
  * Errors: MPI errors are returned, never aborted on: the work runs on a duplicate of `comm`
  * with MPI_ERRORS_RETURN. Argument checks are agreed on by all ranks before any transfer (one
  * MPI_Allreduce), so a bad argument on one rank makes every rank return the same code without
- * moving anything. There is no collective per layer: a rank that meets an MPI error in a layer
- * keeps posting every remaining receive and send of the migration (its sends then carry no data,
- * which tells their receivers it failed; a failed post is retried once) and skips its copies, so
- * no rank is left waiting as long as MPI still delivers messages; one MPI_Allreduce at the end
- * gives every rank the same result.
- * Costs per call: an MPI_Comm_dup, two MPI_Allreduce and the staging allocation; use a
- * workspace (eplb_mpi_migrate_ws) to pay the first and the last once for many migrations.
+ * moving anything. Then every rank must hold the same inputs: L, G, both slot counts,
+ * n_tensors, each tensor's expert_bytes and the plan's transfers (a checksum of every xfer and
+ * staging mark) are compared in one more MPI_Allreduce; ranks whose plans or sizes differ
+ * (say, one built its plan from another `to`) all return EPLB_EINVAL instead of waiting for
+ * messages that never come. Buffers and strides are each rank's own and may differ.
+ * There is no collective per layer: a rank that meets an MPI error in a layer keeps posting
+ * every remaining receive and send of the migration (its sends then carry no data, which tells
+ * their receivers it failed; a failed post is retried once) and skips its copies, so no rank is
+ * left waiting as long as MPI still delivers messages; one MPI_Allreduce at the end gives every
+ * rank the same result.
+ * Costs per call: an MPI_Comm_dup, three MPI_Allreduce, one pass over the plan (its checksum)
+ * and the staging allocation; use a workspace (eplb_mpi_migrate_ws) to pay the first and the
+ * last once for many migrations.
  * progress may be NULL.
  * @return 0 on every rank, or the same negative code on every rank: EPLB_EINVAL (bad argument:
- *         NULL, sizes, rank, in place with different slot counts, strides), EPLB_ERANGE (a tag
- *         or an expert size beyond MPI's limits), EPLB_ENOMEM, EPLB_ECOMM (an MPI call failed on
- *         some rank, or a peer sent no data; the detail names the rank and, there, MPI's message;
- *         the tensors' contents are then undefined). */
+ *         NULL, sizes, rank, in place with different slot counts, strides; plans or tensor
+ *         sizes that differ between ranks), EPLB_ERANGE (a tag or an expert size beyond MPI's
+ *         limits), EPLB_ENOMEM, EPLB_ECOMM (an MPI call failed on some rank, or a peer sent
+ *         no data; the detail names the rank and, there, MPI's message; the tensors' contents
+ *         are then undefined). */
 EPLB_API int eplb_mpi_migrate(MPI_Comm comm, const eplb_transfer *plan, int rank,
                               const eplb_tensor *tensors, size_t n_tensors,
                               eplb_migrate_progress progress, void *user);

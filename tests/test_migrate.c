@@ -411,6 +411,72 @@ static void a_bad_argument_on_one_rank_fails_every_rank_alike(void **state) {
   eplb_placement_free(from), eplb_placement_free(to);
 }
 
+/* A one-layer layout of 2 slots per rank whose slots are those of `from` turned by `shift`. */
+static eplb_placement *turned(const eplb_placement *from, int32_t shift) {
+  eplb_placement *to = NULL;
+  assert_int_equal(eplb_placement_clone(from, &to), 0);
+  for (int32_t s = 0; s < to->num_slots; s++)
+    to->phy2log[s] = from->phy2log[(s + shift) % to->num_slots];
+  assert_int_equal(eplb_placement_build_index(to), 0);
+  return to;
+}
+
+/* Asserts that eplb_mpi_migrate fails with EPLB_EINVAL on this rank, naming `what` differs, and
+ * that no byte of the `n` bytes at buf moved. */
+static void assert_disagreement(const eplb_transfer *plan, const eplb_tensor *t, size_t nt,
+                                const char *what, const unsigned char *buf, size_t n) {
+  assert_int_equal(eplb_mpi_migrate(MPI_COMM_WORLD, plan, g_rank, t, nt, NULL, NULL),
+                   EPLB_EINVAL);
+  assert_non_null(strstr(eplb_last_error(), "different plans"));
+  assert_non_null(strstr(eplb_last_error(), what));
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(buf[i], 7);
+}
+
+/* Ranks that call with different plans (the last one built its plan from another `to`), tensor
+ * sizes, tensor counts or layer counts: each rank alone sees valid arguments, but the messages
+ * would not match and the ranks would wait forever. Every rank returns EPLB_EINVAL naming what
+ * differs, nothing moves, and a good migration works afterwards. */
+static void ranks_with_different_plans_fail_every_rank_without_a_hang(void **state) {
+  (void)state;
+  int last = g_rank == g_size - 1;
+  eplb_placement *from = NULL, *from2 = NULL;
+  assert_int_equal(eplb_placement_initial(1, 2 * g_size, g_size, 2, &from), 0);
+  assert_int_equal(eplb_placement_initial(2, 2 * g_size, g_size, 2, &from2), 0);
+  /* every rank sends both slots on to the previous rank, but the last rank's `to` is `from`
+   * itself: it expects no message and sends none */
+  eplb_placement *to = turned(from, last ? 0 : 2);
+  eplb_placement *good = turned(from, 2);
+  eplb_transfer *plan = NULL, *plan2 = NULL;
+  assert_int_equal(eplb_transfer_plan(from, to, &plan), 0);
+  assert_int_equal(eplb_transfer_plan(from2, from2, &plan2), 0);
+  enum { BYTES = 64 };
+  unsigned char buf[2][2 * BYTES];
+  memset(buf, 7, sizeof buf);
+  void *ptr[2] = {buf[0], buf[1]};
+  eplb_tensor t[2] = {{.src = ptr, .expert_bytes = BYTES, .src_stride = BYTES},
+                      {.src = ptr + 1, .expert_bytes = BYTES, .src_stride = BYTES}};
+  assert_disagreement(plan, t, 1, "transfers", buf[0], sizeof buf);
+  eplb_transfer_free(plan);
+  assert_int_equal(eplb_transfer_plan(from, good, &plan), 0);
+  /* the same plan, but rank 0 moves experts of half the size */
+  t[0].expert_bytes = g_rank == 0 ? BYTES / 2 : BYTES;
+  assert_disagreement(plan, t, 1, "tensor sizes", buf[0], sizeof buf);
+  t[0].expert_bytes = BYTES;
+  /* rank 0 moves two tensors, the others one */
+  assert_disagreement(plan, t, g_rank == 0 ? 2 : 1, "n_tensors", buf[0], sizeof buf);
+  /* the last rank's plan has two layers (its buffers serve both) */
+  void *ptr2[2] = {buf[0], buf[1]};
+  eplb_tensor t2 = {.src = ptr2, .expert_bytes = BYTES, .src_stride = BYTES};
+  assert_disagreement(last ? plan2 : plan, &t2, 1, "num_layers", buf[0], sizeof buf);
+  /* the same plan everywhere still moves, and every byte lands */
+  mcase c = three_tensors(1);
+  run_case(from, good, &c);
+  eplb_transfer_free(plan), eplb_transfer_free(plan2);
+  eplb_placement_free(to), eplb_placement_free(good);
+  eplb_placement_free(from), eplb_placement_free(from2);
+}
+
 /* A real MPI error (a message to a rank outside the communicator, by the test hook) on the
  * last rank, in its first send or its first receive of the first or the last layer, in place
  * and out of place: every rank returns EPLB_ECOMM (none hangs: ctest's timeout would catch it),
@@ -498,6 +564,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(a_bad_argument_on_one_rank_fails_every_rank_alike),
       cmocka_unit_test(in_place_needs_equal_slot_counts),
       cmocka_unit_test(an_mpi_error_on_one_rank_fails_every_rank_without_a_hang),
+      cmocka_unit_test(ranks_with_different_plans_fail_every_rank_without_a_hang),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   /* A failure on any rank fails the test on rank 0's exit code too. */

@@ -134,6 +134,69 @@ static int agree(MPI_Comm comm, int rank, int rc, const char *stage) {
   return all.code;
 }
 
+/* FNV-1a's 64-bit offset basis and prime, for the checksums of agree_inputs(). */
+#define HASH_BASIS UINT64_C(0xcbf29ce484222325)
+#define HASH_PRIME UINT64_C(0x100000001b3)
+
+/* Folds one value into a checksum, byte by byte from the low end (the same on any byte order). */
+static uint64_t hash_value(uint64_t h, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; i++)
+    h = (h ^ ((v >> (8 * i)) & 0xff)) * HASH_PRIME;
+  return h;
+}
+
+/* Checksum of what each rank must share about the tensors: their count and sizes. */
+static uint64_t hash_tensors(const eplb__migrator *m) {
+  uint64_t h = hash_value(HASH_BASIS, m->n_tensors, 8);
+  for (size_t t = 0; t < m->n_tensors; t++)
+    h = hash_value(h, m->tensors[t].expert_bytes, 8);
+  return h;
+}
+
+/* Checksum of the plan's transfers (every field of every xfer) and staging marks. */
+static uint64_t hash_plan(const eplb_transfer *plan) {
+  uint64_t h = HASH_BASIS;
+  size_t n = (size_t)plan->num_layers * (size_t)plan->to_slots;
+  for (size_t i = 0; i < n; i++) {
+    const eplb_xfer *x = &plan->xfers[i];
+    const int32_t f[6] = {x->layer, x->dst_slot, x->expert, x->kind, x->src_rank, x->src_slot};
+    for (int k = 0; k < 6; k++)
+      h = hash_value(h, (uint32_t)f[k], 4);
+    h = hash_value(h, plan->staged[i], 1);
+  }
+  return h;
+}
+
+/* Names of the values agree_inputs() compares, in its order. */
+static const char *const INPUT_NAMES[] = {
+    "num_layers", "num_gpus", "from_slots", "to_slots", "n_tensors",
+    "tensor sizes (checksum of each expert_bytes)", "transfers (checksum of the plan's xfers)"};
+#define N_INPUTS (sizeof INPUT_NAMES / sizeof INPUT_NAMES[0])
+
+/* After the local checks passed everywhere: checks that every rank holds the same plan and
+ * tensor sizes, so that no rank waits for a message another rank will never send. One
+ * MPI_Allreduce (MIN) of each value and its complement: MIN of ~v is ~MAX of v, so ranks agree
+ * exactly when both give back the same value. Every rank computes the same verdict. */
+static int agree_inputs(const eplb__migrator *m) {
+  const eplb_transfer *plan = m->plan;
+  uint64_t v[N_INPUTS] = {(uint64_t)plan->num_layers, (uint64_t)plan->num_gpus,
+                          (uint64_t)plan->from_slots, (uint64_t)plan->to_slots, m->n_tensors,
+                          hash_tensors(m), hash_plan(plan)};
+  uint64_t in[2 * N_INPUTS], out[2 * N_INPUTS];
+  for (size_t i = 0; i < N_INPUTS; i++)
+    in[2 * i] = v[i], in[2 * i + 1] = ~v[i];
+  int mrc = MPI_Allreduce(in, out, (int)(2 * N_INPUTS), MPI_UINT64_T, MPI_MIN, m->ws->comm);
+  if (mrc != MPI_SUCCESS)
+    return eplb__mpi_err(mrc, "migrate: agreeing on the plan");
+  for (size_t i = 0; i < N_INPUTS; i++)
+    if (out[2 * i] != ~out[2 * i + 1])
+      return eplb__err(EPLB_EINVAL, "migrate: the ranks hold different plans or tensors: %s "
+                       "differs (%llu..%llu); every rank must pass the same plan and sizes",
+                       INPUT_NAMES[i], (unsigned long long)out[2 * i],
+                       (unsigned long long)~out[2 * i + 1]);
+  return 0;
+}
+
 /* ---- the workspace ---- */
 
 /* Duplicates comm with errors returned and reads its rank, size and tag bound; no agreement,
@@ -211,7 +274,7 @@ size_t eplb_mpi_migrate_ws_staging_bytes(const eplb_migrate_ws *ws) {
 /* ---- the migration ---- */
 
 /* Runs the migration on an open workspace: checks (local error `rc` from the caller folded in)
- * agreed on, the layers, the result agreed on. */
+ * agreed on, the shared inputs compared, the layers, the result agreed on. */
 static int run(eplb_migrate_ws *ws, int rc, int rank, const eplb_transfer *plan,
                const eplb_tensor *tensors, size_t n_tensors, eplb_migrate_progress progress,
                void *user) {
@@ -228,6 +291,8 @@ static int run(eplb_migrate_ws *ws, int rc, int rank, const eplb_transfer *plan,
   if (!rc)
     rc = grow_buffers(&m);
   rc = agree(ws->comm, ws->rank, rc, "argument check");
+  if (!rc)
+    rc = agree_inputs(&m);
   if (rc)
     return rc;
   for (int32_t l = 0; l < plan->num_layers; l++) {
