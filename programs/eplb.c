@@ -30,7 +30,8 @@ static void usage(FILE *f) {
              "  eplb --version        print the version\n");
 }
 
-int main(int argc, char **argv) {
+/* Runs the command line and returns its exit status. */
+static int run(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
     return CLI_EXIT_USAGE;
@@ -49,6 +50,17 @@ int main(int argc, char **argv) {
   fprintf(stderr, "eplb: unknown command '%s'\n", argv[1]);
   usage(stderr);
   return CLI_EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+  int status = run(argc, argv);
+  /* What a command printed is part of its work: output that could not be written (a full disk,
+   * a closed pipe) is a failure, whatever the command returned. */
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "eplb: cannot write the output: %s\n", strerror(errno));
+    return CLI_EXIT_FAIL;
+  }
+  return status;
 }
 
 /* ---- helpers shared by the commands ---- */

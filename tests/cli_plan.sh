@@ -33,6 +33,14 @@ base=(--num_replicas 12 --num_groups 2 --num_nodes 1 --num_gpus 4)
 "$EPLB" --help | grep -q 'plan' && ok || bad "--help lists plan"
 "$EPLB" plan --help | grep -q -- '--num_replicas' && ok || bad "plan --help"
 
+# output that cannot be written is a failure (exit 1, a message), not a silent success
+if [ -w /dev/full ]; then
+  "$EPLB" --help >/dev/full 2>"$T/err"
+  [ $? -eq 1 ] && grep -q 'cannot write the output' "$T/err" && ok || bad "--help to a full disk"
+  "$EPLB" plan --help >/dev/full 2>/dev/null
+  [ $? -eq 1 ] && ok || bad "plan --help to a full disk"
+fi
+
 # ---- a plan, checked with jq ----
 if "$EPLB" plan --input "$T/loads.json" "${base[@]}" --output_path "$T/map.json" 2>"$T/err"; then
   ok
