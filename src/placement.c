@@ -206,18 +206,26 @@ int eplb_placement_validate(const eplb_placement *p, int allow_duplicates) {
 }
 
 int64_t eplb_placement_duplicates(const eplb_placement *p) {
-  if (!p || !p->phy2log)
+  if (!p || !p->phy2log || p->num_gpus < 1 || p->num_experts < 1)
     return 0;
   int32_t R = p->num_slots, S = R / p->num_gpus;
+  /* mark[e] = the last (layer, device) that held e, as layer * G + device + 1. */
+  int64_t *mark = eplb__calloc((size_t)p->num_experts, sizeof *mark);
+  if (!mark)
+    return 0;
   int64_t dups = 0;
   for (int32_t l = 0; l < p->num_layers; l++) {
     const int32_t *row = p->phy2log + (size_t)l * R;
-    for (int32_t s = 0; s < R; s++)
-      for (int32_t t = s - s % S; t < s; t++)
-        if (row[t] == row[s]) {
-          dups++; /* s repeats an earlier slot of its device */
-          break;
-        }
+    for (int32_t s = 0; s < R; s++) {
+      int32_t e = row[s];
+      if (e < 0 || e >= p->num_experts)
+        continue;
+      int64_t here = (int64_t)l * p->num_gpus + s / S + 1;
+      if (mark[e] == here)
+        dups++; /* s repeats an earlier slot of its device */
+      mark[e] = here;
+    }
   }
+  free(mark);
   return dups;
 }
