@@ -46,6 +46,12 @@ int eplb__read_file(const char *path, char **text, size_t *len);
  * into *out. @return 1 on success, 0 when the text is not such a key or exceeds INT64_MAX. */
 int eplb__parse_key(const char *s, int64_t *out);
 
+/* ---- placements (placement.c) ---- */
+
+/* Extra replicas in one layer of p (as eplb_placement_duplicates counts them), or a negative
+ * error code. */
+int64_t eplb__layer_duplicates(const eplb_placement *p, int32_t layer);
+
 /* ---- planning policies (plan_deepseek.c, plan_balanced.c) ---- */
 
 /* Each policy fills p->phy2log for every layer of `loads`; `p` was created by eplb_plan() with
