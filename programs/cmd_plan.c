@@ -271,10 +271,11 @@ static void plan_summary(const eplb_loads *loads, const eplb_placement *p, const
                      : eplb_params_mode(pr) == EPLB_MODE_HIERARCHICAL ? "deepseek hierarchical"
                                                                       : "deepseek global";
   fprintf(stderr,
-          "eplb plan: %d layers x %d experts -> %d slots on %d devices, %d nodes; policy %s%s; "
+          "eplb plan: %d layers x %d experts -> %d slots on %d devices, %d node%s; policy %s%s; "
           "balancedness mean %.4f min %.4f; duplicates %lld; plan %.2f ms, total %.1f ms; "
           "wrote %s\n",
-          p->num_layers, p->num_experts, p->num_slots, p->num_gpus, pr->num_nodes, mode,
+          p->num_layers, p->num_experts, p->num_slots, p->num_gpus, pr->num_nodes,
+          pr->num_nodes == 1 ? "" : "s", mode,
           pr->allow_duplicates && pr->policy == EPLB_POLICY_DEEPSEEK ? " (duplicates allowed)"
                                                                      : "",
           sum / p->num_layers, min, (long long)eplb_placement_duplicates(p), plan_s * 1e3,
@@ -301,12 +302,13 @@ int cmd_plan(int argc, char **argv) {
   else
     rc = eplb_plan(loads, &a.params, &p);
   double t2 = cli_now();
+  int planning = rc != 0; /* a re-plan's mismatch names neither file: name the old map */
   if (!rc)
     rc = eplb_placement_write(p, a.output, a.format);
   if (rc) {
     eplb_loads_free(loads);
     eplb_placement_free(p);
-    return cli_fail(CMD, rc);
+    return planning && a.old_map ? cli_fail_about(CMD, rc, a.old_map) : cli_fail(CMD, rc);
   }
   plan_summary(loads, p, &a, t2 - t1, cli_now() - t0);
   eplb_loads_free(loads);

@@ -71,6 +71,15 @@ int cli_fail(const char *cmd, int rc) {
   return CLI_EXIT_FAIL;
 }
 
+int cli_fail_about(const char *cmd, int rc, const char *about) {
+  const char *detail = eplb_last_error();
+  if (detail && !strncmp(detail, about, strlen(about))) /* it names the file already */
+    return cli_fail(cmd, rc);
+  fprintf(stderr, "eplb %s: %s: %s\n", cmd, about,
+          (detail && *detail) ? detail : eplb_strerror(rc));
+  return CLI_EXIT_FAIL;
+}
+
 int cli_usage_error(const char *cmd, const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "eplb %s: ", cmd);
