@@ -89,6 +89,13 @@ echo '{"9": {"0": 1, "1": 2, "2": 3, "3": 4}, "2": {"0": 4, "1": 3, "2": 2, "3":
 "$EPLB" plan --input "$T/sparse.json" --num_experts 6 --num_replicas 6 --num_gpus 2 --output_path "$T/e6.json" 2>/dev/null &&
   jq -e '[.layer_list[] | [.device_list[].device_expert[]] | sort == [0,1,2,3,4,5]] | all' "$T/e6.json" >/dev/null && ok || bad "num_experts"
 
+# the balanced policy: valid, no duplicate, and the same map on every run (no time budget)
+"$EPLB" plan --input "$T/loads.json" "${base[@]}" --policy balanced --output_path "$T/bal1.json" 2>/dev/null &&
+  "$EPLB" plan --input "$T/loads.json" "${base[@]}" --policy balanced --output_path "$T/bal2.json" 2>/dev/null &&
+  cmp -s "$T/bal1.json" "$T/bal2.json" &&
+  jq -e '[.layer_list[].device_list[] | (.device_expert | unique | length) == 3] | all' "$T/bal1.json" >/dev/null &&
+  ok || bad "balanced: deterministic and duplicate-free"
+
 # an existing output is replaced, and no temp file is left behind
 echo old >"$T/replace.json"
 "$EPLB" plan --input "$T/loads.json" "${base[@]}" --output_path "$T/replace.json" 2>/dev/null &&
