@@ -117,7 +117,9 @@ EPLB_API int eplb_loads_read_files(const char *const *paths, size_t n, int64_t n
 EPLB_API int eplb_loads_read_folder(const char *dir, int64_t num_experts, eplb_loads **out);
 /* Writes loads in the seed format atomically (temp file in the same folder, fsync, rename, fsync
  * of the folder): exact integers when loads->count is set, reals otherwise. On failure the file
- * at `path` is left as it was. @return 0, EPLB_EINVAL, EPLB_EIO, EPLB_ENOMEM. */
+ * at `path` is left as it was, except when only the last step, the folder's fsync, fails: then
+ * the new file is in place and the EPLB_EIO detail says so. A crash never leaves a partial file
+ * (at most a `path`.tmp.* file beside it). @return 0, EPLB_EINVAL, EPLB_EIO, EPLB_ENOMEM. */
 EPLB_API int eplb_loads_write(const eplb_loads *loads, const char *path);
 
 /* ---- placements ---- */
@@ -167,8 +169,9 @@ typedef enum eplb_map_format {
 /* Writes `p` as expert_map.json:
  *   {"moe_layer_count": L, "layer_list": [{"layer_id": id, "device_count": G,
  *     "device_list": [{"device_id": d, "device_expert": [experts of d's slots, in slot order]}]}]}
- * atomically (temp file in the same folder, fsync, rename, fsync of the folder); on failure the
- * file at `path` is left as it was. @return 0, EPLB_EINVAL, EPLB_EIO, EPLB_ENOMEM. */
+ * atomically, as eplb_loads_write does (on failure the file at `path` is left as it was, unless
+ * only the folder's fsync failed). The placement is validated first (duplicates allowed).
+ * @return 0, EPLB_EINVAL, EPLB_EINVALID, EPLB_EIO, EPLB_ENOMEM. */
 EPLB_API int eplb_placement_write(const eplb_placement *p, const char *path, eplb_map_format fmt);
 /* Reads an expert_map.json (either format; extra keys are ignored) and validates it with
  * duplicates allowed (maps from other tools may hold them). Every device must list the same
@@ -202,7 +205,8 @@ typedef struct eplb_params {
   int allow_duplicates;   /* deepseek only: 1 reproduces the reference exactly, duplicates and
                              all; 0 (default) never puts two replicas of one expert on a device */
   eplb_hierarchy hierarchy; /* balanced only, default EPLB_HIER_AUTO */
-  double time_budget_ms;  /* balanced only: local search budget per plan, default 15 */
+  double time_budget_ms;  /* balanced only: wall-clock cap on the local search per plan; 0
+                             (default) = none: the plan depends on the input only */
 } eplb_params;
 
 /* Fills `params` with the defaults (sizes 0: they must be set). */

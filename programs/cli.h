@@ -28,6 +28,10 @@ int cmd_report(int argc, char **argv);
 
 /* Prints "eplb CMD: <library detail or strerror>" on stderr and returns CLI_EXIT_FAIL. */
 int cli_fail(const char *cmd, int rc);
+/* As cli_fail, for a failure of work on files the library does not know the names of: prints
+ * "eplb CMD: ABOUT: <detail>" (e.g. ABOUT = "map.json against loads.json"), or just the detail
+ * when it starts with ABOUT already. */
+int cli_fail_about(const char *cmd, int rc, const char *about);
 /* Prints "eplb CMD: <message>" and a hint to --help on stderr; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 #if defined(__GNUC__)

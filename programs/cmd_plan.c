@@ -36,6 +36,8 @@ static void plan_usage(FILE *f) {
           "  --allow-duplicates     deepseek: reproduce the reference exactly, duplicates included\n"
           "  --hierarchy H          balanced: strict, soft or none (default: strict when N > 1\n"
           "                         and K %% N == 0, else none)\n"
+          "  --time_budget_ms T     balanced: cap the search at T ms per plan (default 0: no\n"
+          "                         cap, the plan depends on the input only)\n"
           "several inputs and re-planning (balanced quality, see eplb/quality.h):\n"
           "  --objective O          sum (default: plan the summed --input files), mean or max:\n"
           "                         minimise the mean or the largest over the --input files of\n"
@@ -62,6 +64,7 @@ enum {
   OPT_POLICY,
   OPT_DUPS,
   OPT_HIER,
+  OPT_BUDGET,
   OPT_OUTPUT,
   OPT_FORMAT,
   OPT_OBJECTIVE,
@@ -87,6 +90,8 @@ static const struct option plan_options[] = {
     {"allow-duplicates", no_argument, NULL, OPT_DUPS},
     {"allow_duplicates", no_argument, NULL, OPT_DUPS},
     {"hierarchy", required_argument, NULL, OPT_HIER},
+    {"time_budget_ms", required_argument, NULL, OPT_BUDGET},
+    {"time-budget-ms", required_argument, NULL, OPT_BUDGET},
     {"output_path", required_argument, NULL, OPT_OUTPUT},
     {"output-path", required_argument, NULL, OPT_OUTPUT},
     {"format", required_argument, NULL, OPT_FORMAT},
@@ -173,6 +178,9 @@ static int plan_parse(int argc, char **argv, plan_args *a) {
         a->params.hierarchy = EPLB_HIER_NONE;
       else
         return cli_usage_error(CMD, "--hierarchy: '%s' is not strict, soft or none", optarg);
+      break;
+    case OPT_BUDGET:
+      rc = cli_parse_double(CMD, "time_budget_ms", optarg, 0, 1e9, &a->params.time_budget_ms);
       break;
     case OPT_OUTPUT:
       a->output = optarg;
@@ -271,10 +279,11 @@ static void plan_summary(const eplb_loads *loads, const eplb_placement *p, const
                      : eplb_params_mode(pr) == EPLB_MODE_HIERARCHICAL ? "deepseek hierarchical"
                                                                       : "deepseek global";
   fprintf(stderr,
-          "eplb plan: %d layers x %d experts -> %d slots on %d devices, %d nodes; policy %s%s; "
+          "eplb plan: %d layers x %d experts -> %d slots on %d devices, %d node%s; policy %s%s; "
           "balancedness mean %.4f min %.4f; duplicates %lld; plan %.2f ms, total %.1f ms; "
           "wrote %s\n",
-          p->num_layers, p->num_experts, p->num_slots, p->num_gpus, pr->num_nodes, mode,
+          p->num_layers, p->num_experts, p->num_slots, p->num_gpus, pr->num_nodes,
+          pr->num_nodes == 1 ? "" : "s", mode,
           pr->allow_duplicates && pr->policy == EPLB_POLICY_DEEPSEEK ? " (duplicates allowed)"
                                                                      : "",
           sum / p->num_layers, min, (long long)eplb_placement_duplicates(p), plan_s * 1e3,
@@ -301,12 +310,13 @@ int cmd_plan(int argc, char **argv) {
   else
     rc = eplb_plan(loads, &a.params, &p);
   double t2 = cli_now();
+  int planning = rc != 0; /* a re-plan's mismatch names neither file: name the old map */
   if (!rc)
     rc = eplb_placement_write(p, a.output, a.format);
   if (rc) {
     eplb_loads_free(loads);
     eplb_placement_free(p);
-    return cli_fail(CMD, rc);
+    return planning && a.old_map ? cli_fail_about(CMD, rc, a.old_map) : cli_fail(CMD, rc);
   }
   plan_summary(loads, p, &a, t2 - t1, cli_now() - t0);
   eplb_loads_free(loads);

@@ -178,17 +178,24 @@ int cmd_report(int argc, char **argv) {
     rc = eplb_placement_read(map_path, 0, &map);
   if (!rc && old_path)
     rc = eplb_placement_read(old_path, 0, &old);
+  int reading = rc != 0; /* the readers name their file; the rest needs the names given */
   if (!rc)
     rc = eplb_report_compute(loads, map, old, (int32_t)K, (int32_t)N, &r);
   if (!rc && svg)
     rc = eplb_report_svg(loads, map, old, svg);
   int status = CLI_EXIT_OK;
-  if (rc)
+  if (rc && reading) {
     status = cli_fail(CMD, rc);
-  else if (json)
+  } else if (rc) {
+    char about[1024];
+    snprintf(about, sizeof about, "%s against %s%s%s", map_path, input, old_path ? " and " : "",
+             old_path ? old_path : "");
+    status = cli_fail_about(CMD, rc, about);
+  } else if (json) {
     status = print_json(r);
-  else
+  } else {
     print_table(r);
+  }
   eplb_report_free(r);
   eplb_loads_free(loads);
   eplb_placement_free(map);

@@ -250,15 +250,21 @@ static int run_router(eplb_collector *c, const sim_args *a, int rank) {
   return rc;
 }
 
+/* Room for a rank number where {rank} stands in a --dump-local path. */
+#define DUMP_RANK_DIGITS 12
+
 /* Writes this rank's own counts to the --dump-local path ({rank} replaced). */
 static int dump_local(const eplb_collector *c, const char *pattern, int rank) {
   char path[EPLB_CONFIG_PATH_MAX];
   const char *tag = strstr(pattern, RANK_TAG);
+  int n;
   if (tag)
-    snprintf(path, sizeof path, "%.*s%d%s", (int)(tag - pattern), pattern, rank,
-             tag + strlen(RANK_TAG));
+    n = snprintf(path, sizeof path, "%.*s%d%s", (int)(tag - pattern), pattern, rank,
+                 tag + strlen(RANK_TAG));
   else
-    snprintf(path, sizeof path, "%s", pattern);
+    n = snprintf(path, sizeof path, "%s", pattern);
+  if (n < 0 || (size_t)n >= sizeof path) /* never write to a cut path (simulate() checks first) */
+    return EPLB_EINVAL;
   eplb_loads *loads = NULL;
   int rc = eplb_collector_loads(c, EPLB_WINDOW_ALL, &loads);
   if (rc == 0)
@@ -269,6 +275,10 @@ static int dump_local(const eplb_collector *c, const char *pattern, int rank) {
 
 /* Loads the config, records, dumps, gathers. @return a CLI exit code, the same on every rank. */
 static int simulate(const sim_args *a, int rank, int size) {
+  if (a->dump && strlen(a->dump) + DUMP_RANK_DIGITS >= EPLB_CONFIG_PATH_MAX)
+    return rank == ROOT ? cli_usage_error(CMD, "--dump-local: path longer than %d bytes",
+                                          EPLB_CONFIG_PATH_MAX - 1 - DUMP_RANK_DIGITS)
+                        : CLI_EXIT_USAGE;
   if (a->dump && size > 1 && !strstr(a->dump, RANK_TAG))
     return rank == ROOT ? cli_usage_error(CMD, "--dump-local: with %d ranks FILE must contain "
                                           RANK_TAG, size) : CLI_EXIT_USAGE;

@@ -30,7 +30,8 @@ static void usage(FILE *f) {
              "  eplb --version        print the version\n");
 }
 
-int main(int argc, char **argv) {
+/* Runs the command line and returns its exit status. */
+static int run(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
     return CLI_EXIT_USAGE;
@@ -51,11 +52,31 @@ int main(int argc, char **argv) {
   return CLI_EXIT_USAGE;
 }
 
+int main(int argc, char **argv) {
+  int status = run(argc, argv);
+  /* What a command printed is part of its work: output that could not be written (a full disk,
+   * a closed pipe) is a failure, whatever the command returned. */
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "eplb: cannot write the output: %s\n", strerror(errno));
+    return CLI_EXIT_FAIL;
+  }
+  return status;
+}
+
 /* ---- helpers shared by the commands ---- */
 
 int cli_fail(const char *cmd, int rc) {
   const char *detail = eplb_last_error();
   fprintf(stderr, "eplb %s: %s\n", cmd, (detail && *detail) ? detail : eplb_strerror(rc));
+  return CLI_EXIT_FAIL;
+}
+
+int cli_fail_about(const char *cmd, int rc, const char *about) {
+  const char *detail = eplb_last_error();
+  if (detail && !strncmp(detail, about, strlen(about))) /* it names the file already */
+    return cli_fail(cmd, rc);
+  fprintf(stderr, "eplb %s: %s: %s\n", cmd, about,
+          (detail && *detail) ? detail : eplb_strerror(rc));
   return CLI_EXIT_FAIL;
 }
 

@@ -139,7 +139,9 @@ static yaml_node_t *find_key(yaml_document_t *doc, const yaml_node_t *map, const
   yaml_node_t *found = NULL;
   for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
     yaml_node_t *k = yaml_document_get_node(doc, p->key);
-    if (!k || k->type != YAML_SCALAR_NODE || strcmp((const char *)k->data.scalar.value, key))
+    /* Compare lengths too: a quoted key may hold a NUL ("token_collects\0x" is another key). */
+    if (!k || k->type != YAML_SCALAR_NODE || k->data.scalar.length != strlen(key) ||
+        memcmp(k->data.scalar.value, key, k->data.scalar.length) != 0)
       continue;
     if (found) {
       *rc = eplb__err(EPLB_EFORMAT, "%s:%lu: %s%s: duplicate key", path, line_of(k), where, key);
@@ -203,6 +205,36 @@ void eplb_config_init(eplb_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
 }
 
+/* The error of a failed yaml_parser_load, with the file, line and column. */
+static int parse_error(const char *path, const yaml_parser_t *parser) {
+  if (parser->error == YAML_MEMORY_ERROR)
+    return eplb__err(EPLB_ENOMEM, "%s: out of memory", path);
+  if (parser->error == YAML_READER_ERROR)
+    return eplb__err(EPLB_EFORMAT, "%s: YAML read error: %s at byte %zu", path,
+                     parser->problem ? parser->problem : "unknown", parser->problem_offset);
+  return eplb__err(EPLB_EFORMAT, "%s:%lu:%lu: YAML syntax error: %s%s%s", path,
+                   (unsigned long)parser->problem_mark.line + 1,
+                   (unsigned long)parser->problem_mark.column + 1,
+                   parser->problem ? parser->problem : "unknown", parser->context ? " " : "",
+                   parser->context ? parser->context : "");
+}
+
+/* Checks that nothing follows the first document: a second one (after `---`) would be ignored
+ * silently otherwise. */
+static int check_single_document(const char *path, yaml_parser_t *parser) {
+  yaml_document_t next;
+  if (!yaml_parser_load(parser, &next))
+    return parse_error(path, parser);
+  int more = yaml_document_get_root_node(&next) != NULL;
+  unsigned long line = (unsigned long)next.start_mark.line + 1;
+  yaml_document_delete(&next);
+  if (more)
+    return eplb__err(EPLB_EFORMAT, "%s:%lu: a second YAML document: the config must be one "
+                                   "document",
+                     path, line);
+  return 0;
+}
+
 int eplb_config_load(const char *path, eplb_config *cfg) {
   if (!path || !cfg)
     return eplb__err(EPLB_EINVAL, "config: NULL path or config");
@@ -218,17 +250,7 @@ int eplb_config_load(const char *path, eplb_config *cfg) {
   yaml_parser_set_input_file(&parser, f);
   int rc = 0;
   if (!yaml_parser_load(&parser, &doc)) {
-    if (parser.error == YAML_MEMORY_ERROR)
-      rc = eplb__err(EPLB_ENOMEM, "%s: out of memory", path);
-    else if (parser.error == YAML_READER_ERROR)
-      rc = eplb__err(EPLB_EFORMAT, "%s: YAML read error: %s at byte %zu", path,
-                     parser.problem ? parser.problem : "unknown", parser.problem_offset);
-    else
-      rc = eplb__err(EPLB_EFORMAT, "%s:%lu:%lu: YAML syntax error: %s%s%s", path,
-                     (unsigned long)parser.problem_mark.line + 1,
-                     (unsigned long)parser.problem_mark.column + 1,
-                     parser.problem ? parser.problem : "unknown", parser.context ? " " : "",
-                     parser.context ? parser.context : "");
+    rc = parse_error(path, &parser);
   } else {
     /* Work on a copy so that *cfg is untouched on failure. */
     eplb_config *tmp = malloc(sizeof *tmp);
@@ -237,6 +259,8 @@ int eplb_config_load(const char *path, eplb_config *cfg) {
     } else {
       memcpy(tmp, cfg, sizeof *tmp);
       rc = read_document(path, &doc, tmp);
+      if (rc == 0)
+        rc = check_single_document(path, &parser);
       if (rc == 0)
         memcpy(cfg, tmp, sizeof *cfg);
       free(tmp);

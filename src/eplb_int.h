@@ -39,9 +39,13 @@ EPLB__INTERNAL void *eplb__mallocn(size_t n, size_t size);
 /* ---- files (util.c) ---- */
 
 /* Writes a file atomically: `fill(f, user)` writes the content into a temp file created next to
- * `path` (same folder, so rename is atomic); then fflush, fsync, rename over `path`, fsync of the
- * folder. If fill returns non-zero or any step fails, the temp file is removed, `path` is left as
- * it was and the error (fill's own, or EPLB_EIO with the detail) is returned. */
+ * `path` (same folder, so rename is atomic; `path`.tmp.XXXXXXXX, mode 0666 less the umask); then
+ * fflush, fsync, rename over `path`, fsync of the folder. If fill returns non-zero or any step
+ * before the rename fails, the temp file is removed, `path` is left as it was and the error
+ * (fill's own, or EPLB_EIO with the detail) is returned. The one exception: when only the final
+ * fsync of the folder fails, `path` already holds the new content, and EPLB_EIO says so (the
+ * rename may not survive a power loss). A process killed mid-write can leave a temp file behind,
+ * never a partial `path`. */
 int eplb__write_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user);
 /* Reads a whole file into a NUL-terminated malloc'ed buffer. @return 0 or EPLB_EIO/ENOMEM. */
 int eplb__read_file(const char *path, char **text, size_t *len);
@@ -51,6 +55,12 @@ int eplb__read_file(const char *path, char **text, size_t *len);
 /* Parses a decimal non-negative integer key ("0", "17"; no sign, no leading zero, no spaces)
  * into *out. @return 1 on success, 0 when the text is not such a key or exceeds INT64_MAX. */
 int eplb__parse_key(const char *s, int64_t *out);
+
+/* ---- placements (placement.c) ---- */
+
+/* Extra replicas in one layer of p (as eplb_placement_duplicates counts them), or a negative
+ * error code. */
+int64_t eplb__layer_duplicates(const eplb_placement *p, int32_t layer);
 
 /* ---- planning policies (plan_deepseek.c, plan_balanced.c) ---- */
 

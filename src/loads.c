@@ -75,6 +75,8 @@ typedef struct acc_layer {
 typedef struct acc {
   acc_layer *layers;
   size_t n, cap;
+  size_t *slot;        /* open-addressing table: layer index + 1, 0 = empty */
+  size_t slot_cap;     /* power of two, kept at least twice n */
   int exact;           /* every value so far was an integer */
   int64_t max_expert;  /* largest expert id seen, -1 when none */
   int64_t num_experts; /* fixed E, or 0 */
@@ -86,14 +88,42 @@ static void acc_free(acc *a) {
     free(a->layers[i].count);
   }
   free(a->layers);
+  free(a->slot);
 }
 
-/* Finds layer `id`, creating it (empty) when absent; NULL when out of memory. The accumulator
- * keeps layers in the order first seen; they are sorted when the matrix is built. */
+/* The table position where layer `id` is, or where it would go. */
+static size_t acc_slot(const acc *a, int64_t id) {
+  size_t mask = a->slot_cap - 1, i = ((uint64_t)id * 0x9E3779B97F4A7C15ull >> 17) & mask;
+  while (a->slot[i] && a->layers[a->slot[i] - 1].id != id)
+    i = (i + 1) & mask;
+  return i;
+}
+
+/* Doubles the hash table (or makes the first one) and re-inserts every layer. */
+static int acc_grow_table(acc *a) {
+  size_t cap = a->slot_cap ? a->slot_cap * 2 : 64;
+  size_t *old = a->slot;
+  a->slot = calloc(cap, sizeof *a->slot);
+  if (!a->slot) {
+    a->slot = old;
+    return EPLB_ENOMEM;
+  }
+  a->slot_cap = cap;
+  free(old);
+  for (size_t k = 0; k < a->n; k++)
+    a->slot[acc_slot(a, a->layers[k].id)] = k + 1;
+  return 0;
+}
+
+/* Finds layer `id`, creating it (empty) when absent; NULL when out of memory. Layers are found
+ * through a hash table (files may hold many layers); they are kept in the order first seen and
+ * sorted when the matrix is built. */
 static acc_layer *acc_layer_get(acc *a, int64_t id) {
-  for (size_t i = a->n; i-- > 0;)
-    if (a->layers[i].id == id)
-      return &a->layers[i];
+  if (a->slot_cap < 2 * (a->n + 1) && acc_grow_table(a))
+    return NULL;
+  size_t i = acc_slot(a, id);
+  if (a->slot[i])
+    return &a->layers[a->slot[i] - 1];
   if (a->n == a->cap) {
     size_t cap = a->cap ? a->cap * 2 : 16;
     acc_layer *nl = realloc(a->layers, cap * sizeof *nl);
@@ -105,6 +135,7 @@ static acc_layer *acc_layer_get(acc *a, int64_t id) {
   acc_layer *l = &a->layers[a->n++];
   memset(l, 0, sizeof *l);
   l->id = id;
+  a->slot[i] = a->n;
   return l;
 }
 
@@ -294,6 +325,10 @@ static int acc_parse(acc *a, const char *text, size_t len, const char *name) {
     rc = eplb__err(EPLB_EFORMAT, "%s: expected a JSON object {\"<layer>\": {\"<expert>\": "
                                  "count}}",
                    name);
+  else if (json_object_get(root, EPLB__SGLANG_KEY) && json_object_size(root) > 1)
+    rc = eplb__err(EPLB_EFORMAT, "%s: \"%s\" beside other keys: a file holds either SGLang's "
+                                 "dump or {\"<layer>\": {...}}, not both",
+                   name, EPLB__SGLANG_KEY);
   else if (json_object_get(root, EPLB__SGLANG_KEY))
     rc = add_sglang(a, json_object_get(root, EPLB__SGLANG_KEY), name);
   else

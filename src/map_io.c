@@ -239,8 +239,12 @@ int eplb_placement_read(const char *path, int64_t num_experts, eplb_placement **
   if (!rc)
     rc = map_fill(root, path, num_experts, p, &max_expert);
   json_decref(root);
+  if (!rc && (num_experts > 0 ? num_experts : max_expert + 1) > (int64_t)G * S)
+    rc = eplb__err(EPLB_EINVALID, "%s: experts 0..%" PRId64 " cannot all have a replica in %d "
+                                  "slots per layer",
+                   path, (num_experts > 0 ? num_experts : max_expert + 1) - 1, G * S);
   if (!rc) {
-    /* Now that E is known, size logcnt for it. */
+    /* Now that E is known (and E <= R, so the index stays within L*R*R), size logcnt for it. */
     p->num_experts = num_experts > 0 ? (int32_t)num_experts : (int32_t)(max_expert + 1);
     free(p->logcnt);
     p->logcnt = eplb__calloc((size_t)L * (size_t)p->num_experts, sizeof *p->logcnt);
@@ -252,7 +256,7 @@ int eplb_placement_read(const char *path, int64_t num_experts, eplb_placement **
   if (!rc)
     rc = eplb_placement_validate(p, 1);
   if (rc) {
-    if (rc == EPLB_EINVALID) {
+    if (strncmp(eplb_last_error(), path, strlen(path)) != 0) { /* name the file in every error */
       char why[512];
       snprintf(why, sizeof why, "%s", eplb_last_error());
       eplb__err(rc, "%s: %s", path, why);

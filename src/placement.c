@@ -205,19 +205,43 @@ int eplb_placement_validate(const eplb_placement *p, int allow_duplicates) {
   return rc;
 }
 
-int64_t eplb_placement_duplicates(const eplb_placement *p) {
-  if (!p || !p->phy2log)
-    return 0;
+/* Counts the extra replicas of one layer (a device holding an expert k times counts k - 1):
+ * `mark` holds E entries, each below (layer + 1) * G + 1 on entry, for example zeros. */
+static int64_t layer_duplicates(const eplb_placement *p, int32_t l, int64_t *mark) {
   int32_t R = p->num_slots, S = R / p->num_gpus;
+  const int32_t *row = p->phy2log + (size_t)l * R;
   int64_t dups = 0;
-  for (int32_t l = 0; l < p->num_layers; l++) {
-    const int32_t *row = p->phy2log + (size_t)l * R;
-    for (int32_t s = 0; s < R; s++)
-      for (int32_t t = s - s % S; t < s; t++)
-        if (row[t] == row[s]) {
-          dups++; /* s repeats an earlier slot of its device */
-          break;
-        }
+  for (int32_t s = 0; s < R; s++) {
+    int32_t e = row[s];
+    if (e < 0 || e >= p->num_experts)
+      continue;
+    int64_t here = (int64_t)l * p->num_gpus + s / S + 1; /* this (layer, device) */
+    dups += mark[e] == here;
+    mark[e] = here;
   }
+  return dups;
+}
+
+int64_t eplb__layer_duplicates(const eplb_placement *p, int32_t layer) {
+  if (!p || !p->phy2log || layer < 0 || layer >= p->num_layers || p->num_gpus < 1)
+    return eplb__err(EPLB_EINVAL, "duplicates: bad placement or layer %d", layer);
+  int64_t *mark = eplb__calloc((size_t)p->num_experts, sizeof *mark);
+  if (!mark)
+    return eplb__err(EPLB_ENOMEM, "duplicates: out of memory");
+  int64_t dups = layer_duplicates(p, layer, mark);
+  free(mark);
+  return dups;
+}
+
+int64_t eplb_placement_duplicates(const eplb_placement *p) {
+  if (!p || !p->phy2log || p->num_gpus < 1 || p->num_experts < 1)
+    return 0;
+  int64_t *mark = eplb__calloc((size_t)p->num_experts, sizeof *mark);
+  if (!mark)
+    return 0;
+  int64_t dups = 0;
+  for (int32_t l = 0; l < p->num_layers; l++)
+    dups += layer_duplicates(p, l, mark);
+  free(mark);
   return dups;
 }

@@ -6,8 +6,9 @@
 
 #include "eplb_int.h"
 
-/* Default local-search budget of the balanced policy, in milliseconds. */
-#define EPLB__DEFAULT_BUDGET_MS 15.0
+/* Default wall-clock budget of the balanced policy's search: none, so that a plan depends on its
+ * input only (the search is bounded by iteration caps); callers may set one. */
+#define EPLB__DEFAULT_BUDGET_MS 0.0
 
 void eplb_params_init(eplb_params *params) {
   if (!params)

@@ -109,18 +109,25 @@ int64_t eplb_placement_moves(const eplb_placement *old, const eplb_placement *p,
       old->num_gpus != p->num_gpus)
     return eplb__err(EPLB_EINVAL, "moves: placements do not match (layer %d)", layer);
   int32_t G = p->num_gpus, S = p->num_slots / G, So = old->num_slots / G;
+  int32_t E = p->num_experts > old->num_experts ? p->num_experts : old->num_experts;
   const int32_t *row = p->phy2log + (size_t)layer * (size_t)p->num_slots;
   const int32_t *orow = old->phy2log + (size_t)layer * (size_t)old->num_slots;
+  /* on[e] == d + 1 while device d is scanned and already holds e (old content, or an earlier
+   * new slot): one pass over the slots, however many a device has. */
+  int32_t *on = eplb__calloc((size_t)E, sizeof *on);
+  if (!on)
+    return eplb__err(EPLB_ENOMEM, "moves: out of memory");
   int64_t moves = 0;
-  for (int32_t d = 0; d < G; d++)
+  for (int32_t d = 0; d < G; d++) {
+    for (int32_t j = 0; j < So; j++)
+      on[orow[d * So + j]] = d + 1;
     for (int32_t i = 0; i < S; i++) {
-      int32_t e = row[d * S + i], seen = 0;
-      for (int32_t j = 0; j < i && !seen; j++)
-        seen = row[d * S + j] == e;
-      for (int32_t j = 0; j < So && !seen; j++)
-        seen = orow[d * So + j] == e;
-      moves += !seen;
+      int32_t e = row[d * S + i];
+      moves += on[e] != d + 1;
+      on[e] = d + 1;
     }
+  }
+  free(on);
   return moves;
 }
 
@@ -200,7 +207,7 @@ static double off_node_share(const eplb_placement *p, int32_t layer, const doubl
 /* Fills the measures of one layer row of the report. */
 static int layer_report(const eplb_loads *loads, const eplb_placement *map,
                         const eplb_placement *old, int32_t K, int32_t N, int32_t l, double *dev,
-                        double *node_load, eplb_layer_report *out) {
+                        double *node_load, double *served, eplb_layer_report *out) {
   int32_t row = find_layer(loads, map->layer_ids[l]);
   if (row < 0)
     return eplb__err(EPLB_EINVAL, "report: layer %lld of the map has no loads",
@@ -212,29 +219,27 @@ static int layer_report(const eplb_loads *loads, const eplb_placement *map,
     return rc;
   memset(out, 0, sizeof *out);
   out->layer_id = map->layer_ids[l];
-  for (int32_t e = 0; e < EL; e++)
-    out->total += w[e];
+  /* Every figure is over the load the map serves: an expert without a replica (counted in
+   * `missing`) carries nothing, so the mean and the bound stay comparable with the maximum. */
+  for (int32_t e = 0; e < EL; e++) {
+    int has = e < E && map->logcnt[(size_t)l * E + e] > 0;
+    served[e] = has ? w[e] : 0;
+    out->missing += !has;
+    out->total += served[e];
+  }
   for (int32_t d = 0; d < G; d++)
     out->max_load = dev[d] > out->max_load ? dev[d] : out->max_load;
   out->mean_load = out->total / (double)G;
   if (map->num_slots >= EL)
-    out->lower_bound = eplb__pool_bound(w, EL, map->num_slots, G);
+    out->lower_bound = eplb__pool_bound(served, EL, map->num_slots, G);
   else
     out->lower_bound = out->mean_load;
   out->balancedness = out->max_load > 0 ? out->mean_load / out->max_load : 1;
   out->max_over_lb = out->lower_bound > 0 ? out->max_load / out->lower_bound : 1;
   out->imbalance = out->mean_load > 0 ? (out->max_load - out->mean_load) / out->mean_load : 0;
-  for (int32_t e = 0; e < EL; e++)
-    out->missing += e >= E || map->logcnt[(size_t)l * E + e] == 0;
-  int32_t S = map->num_slots / G;
-  const int32_t *ph = map->phy2log + (size_t)l * (size_t)map->num_slots;
-  for (int32_t d = 0; d < G; d++)
-    for (int32_t i = 1; i < S; i++)
-      for (int32_t j = 0; j < i; j++)
-        if (ph[d * S + j] == ph[d * S + i]) {
-          out->duplicates++;
-          break;
-        }
+  out->duplicates = eplb__layer_duplicates(map, l);
+  if (out->duplicates < 0)
+    return (int)out->duplicates;
   out->moves = -1;
   if (old) {
     out->moves = eplb_placement_moves(old, map, l);
@@ -296,15 +301,17 @@ int eplb_report_compute(const eplb_loads *loads, const eplb_placement *map,
   eplb_report *r = calloc(1, sizeof *r);
   double *dev = eplb__calloc((size_t)G, sizeof *dev);
   double *node_load = eplb__calloc((size_t)K * (size_t)N, sizeof *node_load);
+  double *served = eplb__calloc((size_t)loads->num_experts, sizeof *served);
   int rc = 0;
   if (r)
     r->layers = eplb__calloc((size_t)map->num_layers, sizeof *r->layers);
-  if (!r || !r->layers || !dev || !node_load)
+  if (!r || !r->layers || !dev || !node_load || !served)
     rc = eplb__err(EPLB_ENOMEM, "report: out of memory");
   for (int32_t l = 0; !rc && l < map->num_layers; l++)
-    rc = layer_report(loads, map, old, K, N, l, dev, node_load, &r->layers[l]);
+    rc = layer_report(loads, map, old, K, N, l, dev, node_load, served, &r->layers[l]);
   free(dev);
   free(node_load);
+  free(served);
   if (rc) {
     eplb_report_free(r);
     return rc;

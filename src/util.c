@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "eplb_int.h"
@@ -44,32 +47,51 @@ static int fsync_parent(const char *path) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY);
   int rc = 0;
   if (fd < 0 || fsync(fd) != 0)
-    rc = eplb__err(EPLB_EIO, "%s: cannot sync folder: %s", dir, strerror(errno));
+    rc = eplb__err(EPLB_EIO, "%s: replaced, but its folder %s could not be synced, so the new "
+                             "file may not survive a power loss: %s",
+                   path, dir, strerror(errno));
   if (fd >= 0)
     close(fd);
   free(dir);
   return rc;
 }
 
+/* Attempts at a free temp name before giving up (names collide only with leftovers). */
+#define EPLB__TEMP_TRIES 64
+
+/* Creates `path`.tmp.XXXXXXXX exclusively with mode 0666 (the umask applies, as for any new
+ * file; mkstemp's 0600 would need an fchmod, and reading the umask means changing it, which is
+ * not thread-safe). Fills `tmp` (size n + 32) with the name. @return the fd, or -1 with errno. */
+static int create_temp(const char *path, char *tmp, size_t size) {
+  static _Atomic unsigned long counter;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ ((uint64_t)getpid() << 20);
+  for (int attempt = 0; attempt < EPLB__TEMP_TRIES; attempt++) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (uint64_t)(++counter);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z ^= z >> 31;
+    snprintf(tmp, size, "%s.tmp.%08x", path, (unsigned)(z & 0xffffffffu));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0 || errno != EEXIST)
+      return fd;
+  }
+  return -1;
+}
+
 int eplb__write_atomic(const char *path, int (*fill)(FILE *f, void *user), void *user) {
   if (!path || !*path || !fill)
     return eplb__err(EPLB_EINVAL, "write: no output path");
-  size_t n = strlen(path);
-  char *tmp = malloc(n + sizeof ".tmp.XXXXXX");
+  size_t size = strlen(path) + 32;
+  char *tmp = malloc(size);
   if (!tmp)
     return eplb__err(EPLB_ENOMEM, "%s: out of memory", path);
-  memcpy(tmp, path, n);
-  memcpy(tmp + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
-  int fd = mkstemp(tmp);
+  int fd = create_temp(path, tmp, size);
   if (fd < 0) {
     int rc = eplb__err(EPLB_EIO, "%s: cannot create temp file: %s", path, strerror(errno));
     free(tmp);
     return rc;
   }
-  /* mkstemp makes 0600; give the result the usual permissions of a new file. */
-  mode_t mask = umask(0);
-  umask(mask);
-  (void)fchmod(fd, 0666 & ~mask);
   FILE *f = fdopen(fd, "w");
   if (!f) {
     int rc = eplb__err(EPLB_EIO, "%s: %s", tmp, strerror(errno));

@@ -33,6 +33,14 @@ base=(--num_replicas 12 --num_groups 2 --num_nodes 1 --num_gpus 4)
 "$EPLB" --help | grep -q 'plan' && ok || bad "--help lists plan"
 "$EPLB" plan --help | grep -q -- '--num_replicas' && ok || bad "plan --help"
 
+# output that cannot be written is a failure (exit 1, a message), not a silent success
+if [ -w /dev/full ]; then
+  "$EPLB" --help >/dev/full 2>"$T/err"
+  [ $? -eq 1 ] && grep -q 'cannot write the output' "$T/err" && ok || bad "--help to a full disk"
+  "$EPLB" plan --help >/dev/full 2>/dev/null
+  [ $? -eq 1 ] && ok || bad "plan --help to a full disk"
+fi
+
 # ---- a plan, checked with jq ----
 if "$EPLB" plan --input "$T/loads.json" "${base[@]}" --output_path "$T/map.json" 2>"$T/err"; then
   ok
@@ -80,6 +88,13 @@ echo '{"9": {"0": 1, "1": 2, "2": 3, "3": 4}, "2": {"0": 4, "1": 3, "2": 2, "3":
 # --num_experts adds experts with no tokens; they still get a slot
 "$EPLB" plan --input "$T/sparse.json" --num_experts 6 --num_replicas 6 --num_gpus 2 --output_path "$T/e6.json" 2>/dev/null &&
   jq -e '[.layer_list[] | [.device_list[].device_expert[]] | sort == [0,1,2,3,4,5]] | all' "$T/e6.json" >/dev/null && ok || bad "num_experts"
+
+# the balanced policy: valid, no duplicate, and the same map on every run (no time budget)
+"$EPLB" plan --input "$T/loads.json" "${base[@]}" --policy balanced --output_path "$T/bal1.json" 2>/dev/null &&
+  "$EPLB" plan --input "$T/loads.json" "${base[@]}" --policy balanced --output_path "$T/bal2.json" 2>/dev/null &&
+  cmp -s "$T/bal1.json" "$T/bal2.json" &&
+  jq -e '[.layer_list[].device_list[] | (.device_expert | unique | length) == 3] | all' "$T/bal1.json" >/dev/null &&
+  ok || bad "balanced: deterministic and duplicate-free"
 
 # an existing output is replaced, and no temp file is left behind
 echo old >"$T/replace.json"

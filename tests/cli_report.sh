@@ -103,5 +103,19 @@ expect 1 "layer 7" --input "$T/short.json" --map "$T/map.json" --svg "$T/keep.sv
 expect 1 "num_groups" --input "$T/loads.json" --map "$T/map.json" --num_groups 3 --svg "$T/keep.svg"
 expect 1 "loads.json" --input "$T/loads.json" --map "$T/loads.json" --svg "$T/keep.svg"
 
+# ---- a map that lacks experts the loads have ----
+# Loads: 8 experts of load 1 each; the map serves experts 0..5 only (two devices of 3 slots):
+# the figures are over the served load 6, so every device carries 3, the mean is 3,
+# balancedness 1 and max/LB 1, and 2 experts are missing.
+echo '{"0": {"0": 1, "1": 1, "2": 1, "3": 1, "4": 1, "5": 1, "6": 1, "7": 1}}' >"$T/l8.json"
+cat >"$T/m6.json" <<'JSON'
+{"moe_layer_count": 1, "layer_list": [{"layer_id": 0, "device_count": 2, "device_list": [
+  {"device_id": 0, "device_expert": [0, 1, 2]}, {"device_id": 1, "device_expert": [3, 4, 5]}]}]}
+JSON
+"$EPLB" report --input "$T/l8.json" --map "$T/m6.json" --json >"$T/m6out.json" 2>"$T/err" &&
+  jq -e '.layers[0] | .missing == 2 and .total_load == 6 and .mean_load == 3 and .max_load == 3
+         and .balancedness == 1 and .max_over_lb == 1' "$T/m6out.json" >/dev/null && ok ||
+  bad "map lacking experts: $(cat "$T/m6out.json" "$T/err")"
+
 echo "cli_report: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -207,6 +207,31 @@ static void duplicate_key_is_an_error(void **state) {
   assert_detail("cfg.yaml:4: generate.token_collects: duplicate key");
 }
 
+/* A key that only starts like a known one (a quoted key with a NUL after the name) is another,
+ * unknown key: ignored, not read as token_collects. */
+static void key_with_nul_is_not_a_known_key(void **state) {
+  (void)state;
+  eplb_config cfg;
+  eplb_config_init(&cfg);
+  assert_int_equal(eplb_config_load(yaml("generate:\n  \"token_collects\\0x\": true\n"), &cfg), 0);
+  assert_int_equal(cfg.token_collects, 0);
+}
+
+/* A second document after `---` would be ignored silently: it is an error, and cfg is unchanged. */
+static void second_document_is_an_error(void **state) {
+  (void)state;
+  eplb_config cfg;
+  eplb_config_init(&cfg);
+  assert_int_equal(eplb_config_load(yaml("generate:\n  token_collects: false\n---\n"
+                                         "generate:\n  token_collects: true\n"),
+                                    &cfg),
+                   EPLB_EFORMAT);
+  assert_detail("cfg.yaml:3: a second YAML document");
+  assert_int_equal(cfg.token_collects, 0);
+  /* An explicit end marker alone is fine. */
+  assert_int_equal(eplb_config_load(yaml("generate:\n  token_collects: false\n...\n"), &cfg), 0);
+}
+
 static void unreadable_file_is_eio(void **state) {
   (void)state;
   eplb_config cfg;
@@ -232,6 +257,8 @@ int main(void) {
       cmocka_unit_test(missing_save_path_is_an_error),
       cmocka_unit_test(missing_or_bad_section_is_an_error),
       cmocka_unit_test(duplicate_key_is_an_error),
+      cmocka_unit_test(key_with_nul_is_not_a_known_key),
+      cmocka_unit_test(second_document_is_an_error),
       cmocka_unit_test(unreadable_file_is_eio),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -115,6 +115,34 @@ static void sglang_passes_are_summed(void **state) {
   eplb_loads_free(x);
 }
 
+/* Thousands of sparse layers in scrambled order come out in ascending id order, each with its
+ * own counts (the layer of key k holds k % 97 at expert k % 5). */
+static void many_scrambled_layers_are_sorted_and_kept_apart(void **state) {
+  (void)state;
+  enum { N = 5000 };
+  size_t cap = (size_t)N * 48, len = 0;
+  char *text = malloc(cap);
+  assert_non_null(text);
+  len += (size_t)snprintf(text + len, cap - len, "{");
+  for (int i = 0; i < N; i++) {
+    long long key = (long long)((i * 7919) % N) * 1000003LL; /* a permutation, spread out */
+    len += (size_t)snprintf(text + len, cap - len, "%s\"%lld\": {\"%lld\": %lld}", i ? "," : "",
+                            key, key % 5, key % 97);
+  }
+  len += (size_t)snprintf(text + len, cap - len, "}");
+  eplb_loads *x = parse_ok(text, 0);
+  free(text);
+  assert_int_equal(x->num_layers, N);
+  assert_int_equal(x->num_experts, 5);
+  for (int l = 0; l < N; l++) {
+    long long key = (long long)l * 1000003LL;
+    assert_int_equal(x->layer_ids[l], key);
+    for (int e = 0; e < 5; e++)
+      assert_true(at(x, l, e) == (e == key % 5 ? (double)(key % 97) : 0));
+  }
+  eplb_loads_free(x);
+}
+
 static void files_are_summed_elementwise_over_the_union_of_layers(void **state) {
   (void)state;
   const char *paths[2];
@@ -196,6 +224,7 @@ static const bad_case bad_cases[] = {
     {"{\"logical_count\": []}", 0, EPLB_EFORMAT, "logical_count"},
     {"{\"logical_count\": [[1, \"a\"]]}", 0, EPLB_EFORMAT, "logical_count[0][1]"},
     {"{\"logical_count\": [5]}", 0, EPLB_EFORMAT, "logical_count[0]: expected an array"},
+    {"{\"0\": {\"0\": 1}, \"logical_count\": [[1]]}", 0, EPLB_EFORMAT, "beside other keys"},
 };
 
 static void every_bad_input_is_rejected_with_file_and_key(void **state) {
@@ -285,6 +314,7 @@ int main(void) {
       cmocka_unit_test(largest_int64_count_is_exact),
       cmocka_unit_test(sglang_rows_are_layers),
       cmocka_unit_test(sglang_passes_are_summed),
+      cmocka_unit_test(many_scrambled_layers_are_sorted_and_kept_apart),
       cmocka_unit_test(files_are_summed_elementwise_over_the_union_of_layers),
       cmocka_unit_test(folder_sums_only_json_files),
       cmocka_unit_test(write_then_read_round_trips_exactly),

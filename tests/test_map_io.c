@@ -161,10 +161,13 @@ static void read_gives_back_what_was_written(void **state) {
   assert_memory_equal(q->phy2log, p->phy2log, 16 * sizeof *p->phy2log);
   assert_memory_equal(q->logcnt, p->logcnt, 12 * sizeof *p->logcnt);
   eplb_placement_free(q);
-  /* With 10 experts declared, experts 6..9 would have no replica: refused. */
-  assert_int_equal(eplb_placement_read(path_of("rt.json"), 10, &q), EPLB_EINVALID);
+  /* With 7 experts declared, expert 6 would have no replica: refused. */
+  assert_int_equal(eplb_placement_read(path_of("rt.json"), 7, &q), EPLB_EINVALID);
   assert_null(q);
   assert_non_null(strstr(eplb_last_error(), "expert 6 has no replica"));
+  /* With more experts than slots, some cannot have a replica: refused before any indexing. */
+  assert_int_equal(eplb_placement_read(path_of("rt.json"), 10, &q), EPLB_EINVALID);
+  assert_non_null(strstr(eplb_last_error(), "experts 0..9 cannot all have a replica in 8 slots"));
   /* With fewer experts declared than the map uses, the ids are out of range. */
   assert_int_equal(eplb_placement_read(path_of("rt.json"), 4, &q), EPLB_EFORMAT);
   eplb_placement_free(p);
@@ -198,8 +201,10 @@ static const bad_map bad_maps[] = {
      "not an expert id"},
     {"{\"moe_layer_count\": 1, \"layer_list\": [" LAYER(0, DEV(0, "[0]") "," DEV(1, "[]")) "]}",
      "\"device_expert\" is empty"},
-    {"{\"moe_layer_count\": 1, \"layer_list\": [" LAYER(0, DEV(0, "[0]") "," DEV(1, "[2]")) "]}",
+    {"{\"moe_layer_count\": 1, \"layer_list\": [" LAYER(0, DEV(0, "[0, 2]") "," DEV(1, "[2, 0]")) "]}",
      "expert 1 has no replica"},
+    {"{\"moe_layer_count\": 1, \"layer_list\": [" LAYER(0, DEV(0, "[0]") "," DEV(1, "[2]")) "]}",
+     "experts 0..2 cannot all have a replica in 2 slots"},
     {"{\"moe_layer_count\": 2, \"layer_list\": [" LAYER(3, DEV(0, "[0]") "," DEV(1, "[1]")) ","
      LAYER(3, DEV(0, "[0]") "," DEV(1, "[1]")) "]}",
      "is not above the previous layer's"},
