@@ -13,6 +13,7 @@
  * Everything is deterministic (ties go to the lower index); the only clock is an optional
  * deadline that cuts step 4 short. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -58,6 +59,9 @@ typedef struct pstate {
   int32_t *pending;     /* [blocks] anchored replicas still to place */
   int32_t *freeb;       /* [blocks] free slots */
   item *items;          /* [P] */
+  int32_t *ord;         /* [G] devices by load (swap search scratch) */
+  double *into;         /* [P] swap search: size of each slot's replica when it may move to the
+                           busiest device, else infinity */
 } pstate;
 
 /* Seconds from a monotonic clock (for the optional deadline). */
@@ -79,6 +83,8 @@ static void state_free(pstate *s) {
   free(s->pending);
   free(s->freeb);
   free(s->items);
+  free(s->ord);
+  free(s->into);
 }
 
 /* Allocates the state's arrays for a pool. @return 0 or EPLB_ENOMEM. */
@@ -100,8 +106,11 @@ static int state_init(pstate *s, const eplb__pool *pl) {
   s->pending = eplb__calloc(nb, sizeof *s->pending);
   s->freeb = eplb__calloc(nb, sizeof *s->freeb);
   s->items = eplb__calloc((size_t)s->P, sizeof *s->items);
+  s->ord = eplb__calloc((size_t)s->G, sizeof *s->ord);
+  s->into = eplb__calloc((size_t)s->P, sizeof *s->into);
   if (!s->cnt || !s->size || !s->slot || !s->anch || !s->fill || !s->load || !s->has ||
-      !s->pending || !s->freeb || !s->items) {
+      !s->pending || !s->freeb || !s->items || !s->ord ||
+      !s->into) {
     state_free(s);
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   }
@@ -253,50 +262,74 @@ static int32_t busiest(const pstate *s) {
   return a;
 }
 
-/* Whether the replica in slot k may move to device d (locality of an anchored replica). */
-static int may_move(const pstate *s, int32_t k, int32_t d) {
-  return allowed(s, d, s->slot[k], s->anch[k]);
+/* Orders devices by load, lightest first (then lower index). */
+static void order_devices(const pstate *s, int32_t *ord) {
+  for (int32_t i = 0; i < s->G; i++) {
+    int32_t d = ord[i], j = i;
+    while (j > 0 && (s->load[ord[j - 1]] > s->load[d] ||
+                     (s->load[ord[j - 1]] == s->load[d] && ord[j - 1] > d))) {
+      ord[j] = ord[j - 1];
+      j--;
+    }
+    ord[j] = d;
+  }
 }
 
 /* Repeatedly exchanges a replica of the busiest device with a smaller replica of another device,
  * choosing the exchange that leaves the pair's larger load smallest, while that is below the
- * busiest load and the busiest load is above `stop`. A pair can do no better than its mean, so
- * devices whose mean with the busiest reaches the best found are skipped. */
+ * busiest load and the busiest load is above `stop`; ties go to the lower device, then the lower
+ * slots. Devices are scanned lightest first: a pair can do no better than its mean, so once that
+ * exceeds the best found the rest are skipped. */
 static void swap_search(pstate *s, double stop) {
   int64_t steps = (int64_t)SWAP_STEPS_PER_SLOT * s->P;
+  int32_t *ord = s->ord, S = s->S;
+  double *in = s->into;
+  for (int32_t d = 0; d < s->G; d++)
+    ord[d] = d;
   for (int64_t it = 0; it < steps; it++) {
-    int32_t a = busiest(s);
+    order_devices(s, ord);
+    int32_t a = busiest(s), ba = block_of(s, a);
     double la = s->load[a], best = la - MIN_GAIN * la;
     if (la <= stop)
       return;
-    int32_t bk = -1, bj = -1;
-    for (int32_t b = 0; b < s->G; b++) {
+    const unsigned char *hasa = s->has + (size_t)a * s->n;
+    for (int32_t j = 0; j < s->P; j++) {
+      int32_t e = s->slot[j];
+      int stuck = s->pl->home && s->anch[j] && s->pl->home[e] != ba;
+      in[j] = hasa[e] || stuck ? INFINITY : s->size[e];
+    }
+    int32_t bk = -1, bj = -1, bb = -1;
+    for (int32_t i = 0; i < s->G; i++) {
+      int32_t b = ord[i], blk = block_of(s, b);
       double lb = s->load[b];
-      if (b == a || (la + lb) / 2 >= best)
+      if ((la + lb) / 2 > best)
+        break;
+      if (b == a)
         continue;
-      for (int32_t k = a * s->S; k < (a + 1) * s->S; k++) {
+      const unsigned char *hasb = s->has + (size_t)b * s->n;
+      for (int32_t k = a * S; k < (a + 1) * S; k++) {
         int32_t ea = s->slot[k];
         double sa = s->size[ea];
-        if (s->has[(size_t)b * s->n + ea] || !may_move(s, k, b))
+        if (la - sa > best || hasb[ea] || (s->pl->home && s->anch[k] && s->pl->home[ea] != blk))
           continue;
-        for (int32_t j = b * s->S; j < (b + 1) * s->S; j++) {
-          int32_t eb = s->slot[j];
-          double sb = s->size[eb];
-          if (sb >= sa || s->has[(size_t)a * s->n + eb] || !may_move(s, j, a))
+        for (int32_t j = b * S; j < (b + 1) * S; j++) {
+          double sb = in[j];
+          if (sb >= sa)
             continue;
           double na = la - sa + sb, nbl = lb + sa - sb;
           double m = na > nbl ? na : nbl;
-          if (m < best) {
+          if (m < best || (m == best && bk >= 0 && (b < bb || (b == bb && k < bk)))) {
             best = m;
             bk = k;
             bj = j;
+            bb = b;
           }
         }
       }
     }
     if (bk < 0)
       return;
-    int32_t b = bj / s->S, ea = s->slot[bk], eb = s->slot[bj];
+    int32_t b = bj / S, ea = s->slot[bk], eb = s->slot[bj];
     unsigned char aa = s->anch[bk];
     s->slot[bk] = eb;
     s->anch[bk] = s->anch[bj];
