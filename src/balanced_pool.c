@@ -59,7 +59,8 @@ typedef struct pstate {
   int32_t *pending;     /* [blocks] anchored replicas still to place */
   int32_t *freeb;       /* [blocks] free slots */
   item *items;          /* [P] */
-  int32_t *ord;         /* [G] devices by load (swap search scratch) */
+  int32_t *ord;         /* [G] devices by load, lightest first (swap search scratch) */
+  int32_t *dpos;        /* [G] position of each device in ord */
   double *into;         /* [P] swap search: size of each slot's replica when it may move to the
                            busiest device, else infinity */
 } pstate;
@@ -84,6 +85,7 @@ static void state_free(pstate *s) {
   free(s->freeb);
   free(s->items);
   free(s->ord);
+  free(s->dpos);
   free(s->into);
 }
 
@@ -107,13 +109,16 @@ static int state_init(pstate *s, const eplb__pool *pl) {
   s->freeb = eplb__calloc(nb, sizeof *s->freeb);
   s->items = eplb__calloc((size_t)s->P, sizeof *s->items);
   s->ord = eplb__calloc((size_t)s->G, sizeof *s->ord);
+  s->dpos = eplb__calloc((size_t)s->G, sizeof *s->dpos);
   s->into = eplb__calloc((size_t)s->P, sizeof *s->into);
   if (!s->cnt || !s->size || !s->slot || !s->anch || !s->fill || !s->load || !s->has ||
-      !s->pending || !s->freeb || !s->items || !s->ord ||
+      !s->pending || !s->freeb || !s->items || !s->ord || !s->dpos ||
       !s->into) {
     state_free(s);
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   }
+  for (int32_t d = 0; d < s->G; d++)
+    s->ord[d] = d;
   return 0;
 }
 
@@ -262,17 +267,58 @@ static int32_t busiest(const pstate *s) {
   return a;
 }
 
-/* Orders devices by load, lightest first (then lower index). */
-static void order_devices(const pstate *s, int32_t *ord) {
-  for (int32_t i = 0; i < s->G; i++) {
+/* Whether device x comes before y in s->ord: lighter, then lower index. */
+static int dev_before(const pstate *s, int32_t x, int32_t y) {
+  return s->load[x] != s->load[y] ? s->load[x] < s->load[y] : x < y;
+}
+
+/* Orders s->ord by load, lightest first (insertion sort from the last order), and fills
+ * s->dpos. */
+static void order_devices(pstate *s) {
+  int32_t *ord = s->ord;
+  for (int32_t i = 1; i < s->G; i++) {
     int32_t d = ord[i], j = i;
-    while (j > 0 && (s->load[ord[j - 1]] > s->load[d] ||
-                     (s->load[ord[j - 1]] == s->load[d] && ord[j - 1] > d))) {
+    while (j > 0 && dev_before(s, d, ord[j - 1])) {
       ord[j] = ord[j - 1];
       j--;
     }
     ord[j] = d;
   }
+  for (int32_t i = 0; i < s->G; i++)
+    s->dpos[ord[i]] = i;
+}
+
+/* Moves device d, whose load just changed, to its place in the otherwise sorted s->ord. */
+static void reorder_device(pstate *s, int32_t d) {
+  int32_t *ord = s->ord, i = s->dpos[d];
+  while (i > 0 && dev_before(s, d, ord[i - 1])) {
+    ord[i] = ord[i - 1];
+    s->dpos[ord[i]] = i;
+    i--;
+  }
+  while (i < s->G - 1 && dev_before(s, ord[i + 1], d)) {
+    ord[i] = ord[i + 1];
+    s->dpos[ord[i]] = i;
+    i++;
+  }
+  ord[i] = d;
+  s->dpos[d] = i;
+}
+
+/* The busiest device (lowest index on ties) from the sorted s->ord. */
+static int32_t top_device(const pstate *s) {
+  int32_t i = s->G - 1;
+  while (i > 0 && s->load[s->ord[i - 1]] == s->load[s->ord[s->G - 1]])
+    i--;
+  return s->ord[i];
+}
+
+/* The larger of the two loads after trading a replica of size sa on a device of load la for
+ * one of size sb on a device of load lb; infinity unless sb < sa. */
+static double swap_value(double la, double lb, double sa, double sb) {
+  double na = la - sa + sb, nb = lb + sa - sb;
+  double m = na > nb ? na : nb;
+  return sb < sa ? m : INFINITY;
 }
 
 /* Repeatedly exchanges a replica of the busiest device with a smaller replica of another device,
@@ -282,22 +328,26 @@ static void order_devices(const pstate *s, int32_t *ord) {
  * exceeds the best found the rest are skipped. */
 static void swap_search(pstate *s, double stop) {
   int64_t steps = (int64_t)SWAP_STEPS_PER_SLOT * s->P;
-  int32_t *ord = s->ord, S = s->S;
+  const int32_t *ord = s->ord, *home = s->pl->home;
+  int32_t S = s->S;
   double *in = s->into;
-  for (int32_t d = 0; d < s->G; d++)
-    ord[d] = d;
+  order_devices(s);
   for (int64_t it = 0; it < steps; it++) {
-    order_devices(s, ord);
-    int32_t a = busiest(s), ba = block_of(s, a);
+    int32_t a = top_device(s), ba = block_of(s, a);
     double la = s->load[a], best = la - MIN_GAIN * la;
     if (la <= stop)
       return;
     const unsigned char *hasa = s->has + (size_t)a * s->n;
-    for (int32_t j = 0; j < s->P; j++) {
-      int32_t e = s->slot[j];
-      int stuck = s->pl->home && s->anch[j] && s->pl->home[e] != ba;
-      in[j] = hasa[e] || stuck ? INFINITY : s->size[e];
-    }
+    if (home)
+      for (int32_t j = 0; j < s->P; j++) {
+        int32_t e = s->slot[j];
+        in[j] = hasa[e] || (s->anch[j] && home[e] != ba) ? INFINITY : s->size[e];
+      }
+    else
+      for (int32_t j = 0; j < s->P; j++) {
+        int32_t e = s->slot[j];
+        in[j] = hasa[e] ? INFINITY : s->size[e];
+      }
     int32_t bk = -1, bj = -1, bb = -1;
     for (int32_t i = 0; i < s->G; i++) {
       int32_t b = ord[i], blk = block_of(s, b);
@@ -312,19 +362,21 @@ static void swap_search(pstate *s, double stop) {
         double sa = s->size[ea];
         if (la - sa > best || hasb[ea] || (s->pl->home && s->anch[k] && s->pl->home[ea] != blk))
           continue;
+        /* Branch-free minimum over b's slots first; the slot is looked up only when it wins. */
+        double mn = INFINITY;
         for (int32_t j = b * S; j < (b + 1) * S; j++) {
-          double sb = in[j];
-          if (sb >= sa)
-            continue;
-          double na = la - sa + sb, nbl = lb + sa - sb;
-          double m = na > nbl ? na : nbl;
-          if (m < best || (m == best && bk >= 0 && (b < bb || (b == bb && k < bk)))) {
-            best = m;
-            bk = k;
-            bj = j;
-            bb = b;
-          }
+          double v = swap_value(la, lb, sa, in[j]);
+          mn = v < mn ? v : mn;
         }
+        if (!(mn < best || (mn == best && bk >= 0 && (b < bb || (b == bb && k < bk)))))
+          continue;
+        int32_t j = b * S;
+        while (swap_value(la, lb, sa, in[j]) != mn)
+          j++;
+        best = mn;
+        bk = k;
+        bj = j;
+        bb = b;
       }
     }
     if (bk < 0)
@@ -341,6 +393,8 @@ static void swap_search(pstate *s, double stop) {
     s->has[(size_t)b * s->n + ea] = 1;
     s->load[a] += s->size[eb] - s->size[ea];
     s->load[b] += s->size[ea] - s->size[eb];
+    reorder_device(s, a);
+    reorder_device(s, b);
   }
 }
 
