@@ -25,6 +25,7 @@ typedef struct descent {
   int32_t *cnt;    /* [n] current counts */
   int32_t *order;  /* [n] experts by item size w/cnt, largest first */
   int32_t *pos;    /* [n] position of each expert in order */
+  double *key;     /* [n] item size w/cnt of each expert */
   int32_t *heap;   /* [G] devices with room, lightest first */
   double *load;    /* [G] */
   int32_t *fill;   /* [G] */
@@ -44,9 +45,15 @@ static uint64_t next_rand(uint64_t *st) {
   return z ^ (z >> 31);
 }
 
+/* Sets expert e's replica count and its item size. */
+static void set_count(descent *x, int32_t e, int32_t c) {
+  x->cnt[e] = c;
+  x->key[e] = x->w[e] / (double)c;
+}
+
 /* Whether expert a's item comes before b's: larger first, then lower index. */
 static int before(const descent *x, int32_t a, int32_t b) {
-  double sa = x->w[a] / (double)x->cnt[a], sb = x->w[b] / (double)x->cnt[b];
+  double sa = x->key[a], sb = x->key[b];
   return sa != sb ? sa > sb : a < b;
 }
 
@@ -116,7 +123,7 @@ static double evaluate_pairs(descent *x, double limit) {
   double best = -1;
   for (int32_t k = 0; k < x->G; k++) {
     int32_t a = x->who[k], b = x->who[x->P - 1 - k];
-    double v = x->w[a] / (double)x->cnt[a] + x->w[b] / (double)x->cnt[b];
+    double v = x->key[a] + x->key[b];
     if (v > limit)
       return v;
     if (v > best) {
@@ -142,7 +149,7 @@ static double evaluate(descent *x, double limit) {
     x->heap[d] = d; /* all loads 0: index order is a heap */
   for (int32_t i = 0; i < x->n; i++) {
     int32_t e = x->order[i];
-    double size = x->w[e] / (double)x->cnt[e];
+    double size = x->key[e];
     for (int32_t r = 0; r < x->cnt[e]; r++) {
       int32_t d = x->heap[0];
       x->load[d] += size;
@@ -194,6 +201,7 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
   x.rng = DESCENT_SEED ^ (uint64_t)n;
   x.order = eplb__calloc((size_t)n, sizeof *x.order);
   x.pos = eplb__calloc((size_t)n, sizeof *x.pos);
+  x.key = eplb__calloc((size_t)n, sizeof *x.key);
   x.heap = eplb__calloc((size_t)G, sizeof *x.heap);
   x.load = eplb__calloc((size_t)G, sizeof *x.load);
   x.fill = eplb__calloc((size_t)G, sizeof *x.fill);
@@ -201,13 +209,14 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
   x.donor = eplb__calloc((size_t)n, sizeof *x.donor);
   x.at = eplb__calloc((size_t)n, sizeof *x.at);
   int rc = 0;
-  if (!x.order || !x.pos || !x.heap || !x.load || !x.fill || !x.who || !x.donor || !x.at) {
+  if (!x.order || !x.pos || !x.key || !x.heap || !x.load || !x.fill || !x.who || !x.donor || !x.at) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     goto done;
   }
   for (int32_t e = 0; e < n; e++) {
     x.order[e] = e;
     x.at[e] = -1;
+    set_count(&x, e, cnt[e]);
   }
   for (int32_t e = 0; e < n; e++)
     sync_donor(&x, e);
@@ -224,8 +233,8 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
     int32_t h = x.donor[next_rand(&x.rng) % (uint64_t)x.ndonor];
     if (g == h || cnt[g] >= G || w[h] / (double)(cnt[h] - 1) > cur)
       continue;
-    cnt[g]++;
-    cnt[h]--;
+    set_count(&x, g, cnt[g] + 1);
+    set_count(&x, h, cnt[h] - 1);
     reposition(&x, g);
     reposition(&x, h);
     double v = evaluate(&x, cur);
@@ -237,8 +246,8 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
       sync_donor(&x, h);
       continue;
     }
-    cnt[g]--;
-    cnt[h]++;
+    set_count(&x, g, cnt[g] - 1);
+    set_count(&x, h, cnt[h] + 1);
     reposition(&x, g);
     reposition(&x, h);
     memcpy(x.top, top, sizeof top);
@@ -246,6 +255,7 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
 done:
   free(x.order);
   free(x.pos);
+  free(x.key);
   free(x.heap);
   free(x.load);
   free(x.fill);

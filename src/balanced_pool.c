@@ -61,6 +61,7 @@ typedef struct pstate {
   item *items;          /* [P] */
   int32_t *ord;         /* [G] devices by load, lightest first (swap search scratch) */
   int32_t *dpos;        /* [G] position of each device in ord */
+  int32_t *avail;       /* [G] packing: devices with a free slot, lightest first */
   double *into;         /* [P] swap search: size of each slot's replica when it may move to the
                            busiest device, else infinity */
 } pstate;
@@ -86,6 +87,7 @@ static void state_free(pstate *s) {
   free(s->items);
   free(s->ord);
   free(s->dpos);
+  free(s->avail);
   free(s->into);
 }
 
@@ -110,9 +112,10 @@ static int state_init(pstate *s, const eplb__pool *pl) {
   s->items = eplb__calloc((size_t)s->P, sizeof *s->items);
   s->ord = eplb__calloc((size_t)s->G, sizeof *s->ord);
   s->dpos = eplb__calloc((size_t)s->G, sizeof *s->dpos);
+  s->avail = eplb__calloc((size_t)s->G, sizeof *s->avail);
   s->into = eplb__calloc((size_t)s->P, sizeof *s->into);
   if (!s->cnt || !s->size || !s->slot || !s->anch || !s->fill || !s->load || !s->has ||
-      !s->pending || !s->freeb || !s->items || !s->ord || !s->dpos ||
+      !s->pending || !s->freeb || !s->items || !s->ord || !s->dpos || !s->avail ||
       !s->into) {
     state_free(s);
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
@@ -207,6 +210,11 @@ static int repair(pstate *s, int32_t e, int anch) {
   return eplb__err(EPLB_EPARAM, "plan balanced: cannot place every replica without duplicates");
 }
 
+/* Whether device x comes before y in s->ord: lighter, then lower index. */
+static int dev_before(const pstate *s, int32_t x, int32_t y) {
+  return s->load[x] != s->load[y] ? s->load[x] < s->load[y] : x < y;
+}
+
 /* Places items[0..m) in their order, each to the lightest allowed device with room that does
  * not hold its expert yet (repairing when none can). @return 0 or EPLB_EPARAM. */
 static int place_items(pstate *s, const item *items, int32_t m) {
@@ -227,6 +235,57 @@ static int place_items(pstate *s, const item *items, int32_t m) {
     int rc = repair(s, e, anch);
     if (rc)
       return rc;
+  }
+  return 0;
+}
+
+/* Lists the devices with a free slot in s->avail, lightest first. @return how many. */
+static int32_t list_avail(pstate *s) {
+  int32_t len = 0;
+  for (int32_t d = 0; d < s->G; d++) {
+    if (s->fill[d] == s->S)
+      continue;
+    int32_t i = len++;
+    while (i > 0 && dev_before(s, d, s->avail[i - 1])) {
+      s->avail[i] = s->avail[i - 1];
+      i--;
+    }
+    s->avail[i] = d;
+  }
+  return len;
+}
+
+/* place_items for many items: the devices with room are kept sorted by load, so the first one
+ * that may take an item is the one place_items would choose. @return 0 or EPLB_EPARAM. */
+static int place_sorted(pstate *s, const item *items, int32_t m) {
+  int32_t len = list_avail(s);
+  for (int32_t it = 0; it < m; it++) {
+    int32_t e = items[it].e, anch = items[it].anch, i = 0;
+    for (; i < len; i++) {
+      int32_t d = s->avail[i];
+      if (!s->has[(size_t)d * s->n + e] && allowed(s, d, e, anch) &&
+          (anch || room_for_free(s, d)))
+        break;
+    }
+    if (i == len) {
+      int rc = repair(s, e, anch);
+      if (rc)
+        return rc;
+      len = list_avail(s);
+      continue;
+    }
+    int32_t d = s->avail[i];
+    put(s, d, e, anch);
+    if (s->fill[d] == s->S) {
+      memmove(s->avail + i, s->avail + i + 1, (size_t)(len - i - 1) * sizeof *s->avail);
+      len--;
+      continue;
+    }
+    while (i + 1 < len && dev_before(s, s->avail[i + 1], d)) {
+      s->avail[i] = s->avail[i + 1];
+      i++;
+    }
+    s->avail[i] = d;
   }
   return 0;
 }
@@ -253,7 +312,7 @@ static int pack(pstate *s) {
       s->pending[s->pl->home[e]]++;
   }
   qsort(s->items, (size_t)m, sizeof *s->items, item_cmp);
-  return place_items(s, s->items, m);
+  return place_sorted(s, s->items, m);
 }
 
 /* ---- swap search ---- */
@@ -265,11 +324,6 @@ static int32_t busiest(const pstate *s) {
     if (s->load[d] > s->load[a])
       a = d;
   return a;
-}
-
-/* Whether device x comes before y in s->ord: lighter, then lower index. */
-static int dev_before(const pstate *s, int32_t x, int32_t y) {
-  return s->load[x] != s->load[y] ? s->load[x] < s->load[y] : x < y;
 }
 
 /* Orders s->ord by load, lightest first (insertion sort from the last order), and fills
