@@ -144,13 +144,34 @@ static double evaluate(descent *x, double limit) {
     return evaluate_pairs(x, limit);
   memset(x->load, 0, (size_t)x->G * sizeof *x->load);
   memset(x->fill, 0, (size_t)x->G * sizeof *x->fill);
-  int32_t len = x->G;
-  for (int32_t d = 0; d < x->G; d++)
-    x->heap[d] = d; /* all loads 0: index order is a heap */
-  for (int32_t i = 0; i < x->n; i++) {
+  /* While every device is empty or holds one item larger than zero, the lightest device (lowest
+   * index on ties) is the next empty one: the first G replicas go to devices 0, 1, ... */
+  int32_t q = 0, i = 0, r = 0;
+  for (; i < x->n && q < x->G; i++, r = 0) {
     int32_t e = x->order[i];
     double size = x->key[e];
-    for (int32_t r = 0; r < x->cnt[e]; r++) {
+    if (size <= 0)
+      break;
+    for (; r < x->cnt[e] && q < x->G; r++, q++) {
+      if (size > limit)
+        return size;
+      x->load[q] = size;
+      x->who[q * x->S] = e;
+      x->fill[q] = 1;
+    }
+    if (r < x->cnt[e])
+      break;
+  }
+  int32_t len = 0;
+  for (int32_t d = 0; d < x->G; d++)
+    if (x->fill[d] < x->S)
+      x->heap[len++] = d;
+  for (int32_t k = len / 2 - 1; k >= 0; k--)
+    heap_down(x, len, k);
+  for (; i < x->n; i++, r = 0) {
+    int32_t e = x->order[i];
+    double size = x->key[e];
+    for (; r < x->cnt[e]; r++) {
       int32_t d = x->heap[0];
       x->load[d] += size;
       if (x->load[d] > limit)
