@@ -6,6 +6,7 @@
  * packing without the duplicate rule, and keeps every move that does not raise the maximum
  * (sideways moves let it cross plateaus). The generator is seeded with a constant, so the
  * result depends on the input only. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,8 @@ typedef struct descent {
   int32_t n, G, S, P;
   int32_t *cnt;    /* [n] current counts */
   int32_t *order;  /* [n] experts by item size w/cnt, largest first */
+  int32_t *pos;    /* [n] position of each expert in order */
+  double *key;     /* [n] item size w/cnt of each expert */
   int32_t *heap;   /* [G] devices with room, lightest first */
   double *load;    /* [G] */
   int32_t *fill;   /* [G] */
@@ -42,13 +45,19 @@ static uint64_t next_rand(uint64_t *st) {
   return z ^ (z >> 31);
 }
 
+/* Sets expert e's replica count and its item size. */
+static void set_count(descent *x, int32_t e, int32_t c) {
+  x->cnt[e] = c;
+  x->key[e] = x->w[e] / (double)c;
+}
+
 /* Whether expert a's item comes before b's: larger first, then lower index. */
 static int before(const descent *x, int32_t a, int32_t b) {
-  double sa = x->w[a] / (double)x->cnt[a], sb = x->w[b] / (double)x->cnt[b];
+  double sa = x->key[a], sb = x->key[b];
   return sa != sb ? sa > sb : a < b;
 }
 
-/* Restores the order after a few counts changed (insertion sort: the order is nearly sorted). */
+/* Sorts the order from scratch (insertion sort) and fills pos. */
 static void resort(descent *x) {
   for (int32_t i = 1; i < x->n; i++) {
     int32_t e = x->order[i], j = i;
@@ -58,6 +67,25 @@ static void resort(descent *x) {
     }
     x->order[j] = e;
   }
+  for (int32_t i = 0; i < x->n; i++)
+    x->pos[x->order[i]] = i;
+}
+
+/* Moves expert e, whose count just changed, to its place in the otherwise sorted order. */
+static void reposition(descent *x, int32_t e) {
+  int32_t i = x->pos[e];
+  while (i > 0 && before(x, e, x->order[i - 1])) {
+    x->order[i] = x->order[i - 1];
+    x->pos[x->order[i]] = i;
+    i--;
+  }
+  while (i < x->n - 1 && before(x, x->order[i + 1], e)) {
+    x->order[i] = x->order[i + 1];
+    x->pos[x->order[i]] = i;
+    i++;
+  }
+  x->order[i] = e;
+  x->pos[e] = i;
 }
 
 /* ---- fast packing ---- */
@@ -85,8 +113,9 @@ static void heap_down(descent *x, int32_t len, int32_t i) {
 }
 
 /* With two slots per device, largest-first packing pairs the k-th largest item with the k-th
- * smallest; returns the largest pair and fills x->top with its experts. */
-static double evaluate_pairs(descent *x) {
+ * smallest; returns the largest pair and fills x->top with its experts. Returns early (a load
+ * above `limit`, x->top then unspecified) once a pair exceeds limit. */
+static double evaluate_pairs(descent *x, double limit) {
   int32_t m = 0;
   for (int32_t i = 0; i < x->n; i++)
     for (int32_t r = 0; r < x->cnt[x->order[i]]; r++)
@@ -94,7 +123,9 @@ static double evaluate_pairs(descent *x) {
   double best = -1;
   for (int32_t k = 0; k < x->G; k++) {
     int32_t a = x->who[k], b = x->who[x->P - 1 - k];
-    double v = x->w[a] / (double)x->cnt[a] + x->w[b] / (double)x->cnt[b];
+    double v = x->key[a] + x->key[b];
+    if (v > limit)
+      return v;
     if (v > best) {
       best = v;
       x->top[0] = a;
@@ -105,21 +136,46 @@ static double evaluate_pairs(descent *x) {
 }
 
 /* Packs the current counts largest first onto the lightest device with room (no duplicate rule)
- * and returns the largest device load; fills x->top with the busiest device's experts. */
-static double evaluate(descent *x) {
+ * and returns the largest device load; fills x->top with the busiest device's experts. Loads
+ * only grow while packing, so once one exceeds `limit` that load is returned at once (x->top
+ * then unspecified). */
+static double evaluate(descent *x, double limit) {
   if (x->S == 2)
-    return evaluate_pairs(x);
+    return evaluate_pairs(x, limit);
   memset(x->load, 0, (size_t)x->G * sizeof *x->load);
   memset(x->fill, 0, (size_t)x->G * sizeof *x->fill);
-  int32_t len = x->G;
-  for (int32_t d = 0; d < x->G; d++)
-    x->heap[d] = d; /* all loads 0: index order is a heap */
-  for (int32_t i = 0; i < x->n; i++) {
+  /* While every device is empty or holds one item larger than zero, the lightest device (lowest
+   * index on ties) is the next empty one: the first G replicas go to devices 0, 1, ... */
+  int32_t q = 0, i = 0, r = 0;
+  for (; i < x->n && q < x->G; i++, r = 0) {
     int32_t e = x->order[i];
-    double size = x->w[e] / (double)x->cnt[e];
-    for (int32_t r = 0; r < x->cnt[e]; r++) {
+    double size = x->key[e];
+    if (size <= 0)
+      break;
+    for (; r < x->cnt[e] && q < x->G; r++, q++) {
+      if (size > limit)
+        return size;
+      x->load[q] = size;
+      x->who[q * x->S] = e;
+      x->fill[q] = 1;
+    }
+    if (r < x->cnt[e])
+      break;
+  }
+  int32_t len = 0;
+  for (int32_t d = 0; d < x->G; d++)
+    if (x->fill[d] < x->S)
+      x->heap[len++] = d;
+  for (int32_t k = len / 2 - 1; k >= 0; k--)
+    heap_down(x, len, k);
+  for (; i < x->n; i++, r = 0) {
+    int32_t e = x->order[i];
+    double size = x->key[e];
+    for (; r < x->cnt[e]; r++) {
       int32_t d = x->heap[0];
       x->load[d] += size;
+      if (x->load[d] > limit)
+        return x->load[d];
       x->who[d * x->S + x->fill[d]++] = e;
       if (x->fill[d] == x->S)
         x->heap[0] = x->heap[--len];
@@ -165,6 +221,8 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
   x.cnt = cnt;
   x.rng = DESCENT_SEED ^ (uint64_t)n;
   x.order = eplb__calloc((size_t)n, sizeof *x.order);
+  x.pos = eplb__calloc((size_t)n, sizeof *x.pos);
+  x.key = eplb__calloc((size_t)n, sizeof *x.key);
   x.heap = eplb__calloc((size_t)G, sizeof *x.heap);
   x.load = eplb__calloc((size_t)G, sizeof *x.load);
   x.fill = eplb__calloc((size_t)G, sizeof *x.fill);
@@ -172,18 +230,19 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
   x.donor = eplb__calloc((size_t)n, sizeof *x.donor);
   x.at = eplb__calloc((size_t)n, sizeof *x.at);
   int rc = 0;
-  if (!x.order || !x.heap || !x.load || !x.fill || !x.who || !x.donor || !x.at) {
+  if (!x.order || !x.pos || !x.key || !x.heap || !x.load || !x.fill || !x.who || !x.donor || !x.at) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     goto done;
   }
   for (int32_t e = 0; e < n; e++) {
     x.order[e] = e;
     x.at[e] = -1;
+    set_count(&x, e, cnt[e]);
   }
   for (int32_t e = 0; e < n; e++)
     sync_donor(&x, e);
   resort(&x);
-  double cur = evaluate(&x);
+  double cur = evaluate(&x, INFINITY);
   int32_t patience = (int32_t)(iters * DESCENT_PATIENCE_SHARE) + 1;
   int32_t top[EPLB__DESCENT_MAX_SLOTS];
   for (int32_t it = 0, idle = 0; it < iters && cur > stop && idle < patience;
@@ -195,10 +254,11 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
     int32_t h = x.donor[next_rand(&x.rng) % (uint64_t)x.ndonor];
     if (g == h || cnt[g] >= G || w[h] / (double)(cnt[h] - 1) > cur)
       continue;
-    cnt[g]++;
-    cnt[h]--;
-    resort(&x);
-    double v = evaluate(&x);
+    set_count(&x, g, cnt[g] + 1);
+    set_count(&x, h, cnt[h] - 1);
+    reposition(&x, g);
+    reposition(&x, h);
+    double v = evaluate(&x, cur);
     if (v <= cur) {
       if (v < cur)
         idle = 0;
@@ -207,13 +267,16 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
       sync_donor(&x, h);
       continue;
     }
-    cnt[g]--;
-    cnt[h]++;
-    resort(&x);
+    set_count(&x, g, cnt[g] - 1);
+    set_count(&x, h, cnt[h] + 1);
+    reposition(&x, g);
+    reposition(&x, h);
     memcpy(x.top, top, sizeof top);
   }
 done:
   free(x.order);
+  free(x.pos);
+  free(x.key);
   free(x.heap);
   free(x.load);
   free(x.fill);

@@ -13,6 +13,7 @@
  * Everything is deterministic (ties go to the lower index); the only clock is an optional
  * deadline that cuts step 4 short. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -58,6 +59,11 @@ typedef struct pstate {
   int32_t *pending;     /* [blocks] anchored replicas still to place */
   int32_t *freeb;       /* [blocks] free slots */
   item *items;          /* [P] */
+  int32_t *ord;         /* [G] devices by load, lightest first (swap search scratch) */
+  int32_t *dpos;        /* [G] position of each device in ord */
+  int32_t *avail;       /* [G] packing: devices with a free slot, lightest first */
+  double *into;         /* [P] swap search: size of each slot's replica when it may move to the
+                           busiest device, else infinity */
 } pstate;
 
 /* Seconds from a monotonic clock (for the optional deadline). */
@@ -79,6 +85,10 @@ static void state_free(pstate *s) {
   free(s->pending);
   free(s->freeb);
   free(s->items);
+  free(s->ord);
+  free(s->dpos);
+  free(s->avail);
+  free(s->into);
 }
 
 /* Allocates the state's arrays for a pool. @return 0 or EPLB_ENOMEM. */
@@ -100,11 +110,18 @@ static int state_init(pstate *s, const eplb__pool *pl) {
   s->pending = eplb__calloc(nb, sizeof *s->pending);
   s->freeb = eplb__calloc(nb, sizeof *s->freeb);
   s->items = eplb__calloc((size_t)s->P, sizeof *s->items);
+  s->ord = eplb__calloc((size_t)s->G, sizeof *s->ord);
+  s->dpos = eplb__calloc((size_t)s->G, sizeof *s->dpos);
+  s->avail = eplb__calloc((size_t)s->G, sizeof *s->avail);
+  s->into = eplb__calloc((size_t)s->P, sizeof *s->into);
   if (!s->cnt || !s->size || !s->slot || !s->anch || !s->fill || !s->load || !s->has ||
-      !s->pending || !s->freeb || !s->items) {
+      !s->pending || !s->freeb || !s->items || !s->ord || !s->dpos || !s->avail ||
+      !s->into) {
     state_free(s);
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   }
+  for (int32_t d = 0; d < s->G; d++)
+    s->ord[d] = d;
   return 0;
 }
 
@@ -193,6 +210,11 @@ static int repair(pstate *s, int32_t e, int anch) {
   return eplb__err(EPLB_EPARAM, "plan balanced: cannot place every replica without duplicates");
 }
 
+/* Whether device x comes before y in s->ord: lighter, then lower index. */
+static int dev_before(const pstate *s, int32_t x, int32_t y) {
+  return s->load[x] != s->load[y] ? s->load[x] < s->load[y] : x < y;
+}
+
 /* Places items[0..m) in their order, each to the lightest allowed device with room that does
  * not hold its expert yet (repairing when none can). @return 0 or EPLB_EPARAM. */
 static int place_items(pstate *s, const item *items, int32_t m) {
@@ -213,6 +235,57 @@ static int place_items(pstate *s, const item *items, int32_t m) {
     int rc = repair(s, e, anch);
     if (rc)
       return rc;
+  }
+  return 0;
+}
+
+/* Lists the devices with a free slot in s->avail, lightest first. @return how many. */
+static int32_t list_avail(pstate *s) {
+  int32_t len = 0;
+  for (int32_t d = 0; d < s->G; d++) {
+    if (s->fill[d] == s->S)
+      continue;
+    int32_t i = len++;
+    while (i > 0 && dev_before(s, d, s->avail[i - 1])) {
+      s->avail[i] = s->avail[i - 1];
+      i--;
+    }
+    s->avail[i] = d;
+  }
+  return len;
+}
+
+/* place_items for many items: the devices with room are kept sorted by load, so the first one
+ * that may take an item is the one place_items would choose. @return 0 or EPLB_EPARAM. */
+static int place_sorted(pstate *s, const item *items, int32_t m) {
+  int32_t len = list_avail(s);
+  for (int32_t it = 0; it < m; it++) {
+    int32_t e = items[it].e, anch = items[it].anch, i = 0;
+    for (; i < len; i++) {
+      int32_t d = s->avail[i];
+      if (!s->has[(size_t)d * s->n + e] && allowed(s, d, e, anch) &&
+          (anch || room_for_free(s, d)))
+        break;
+    }
+    if (i == len) {
+      int rc = repair(s, e, anch);
+      if (rc)
+        return rc;
+      len = list_avail(s);
+      continue;
+    }
+    int32_t d = s->avail[i];
+    put(s, d, e, anch);
+    if (s->fill[d] == s->S) {
+      memmove(s->avail + i, s->avail + i + 1, (size_t)(len - i - 1) * sizeof *s->avail);
+      len--;
+      continue;
+    }
+    while (i + 1 < len && dev_before(s, s->avail[i + 1], d)) {
+      s->avail[i] = s->avail[i + 1];
+      i++;
+    }
+    s->avail[i] = d;
   }
   return 0;
 }
@@ -239,7 +312,7 @@ static int pack(pstate *s) {
       s->pending[s->pl->home[e]]++;
   }
   qsort(s->items, (size_t)m, sizeof *s->items, item_cmp);
-  return place_items(s, s->items, m);
+  return place_sorted(s, s->items, m);
 }
 
 /* ---- swap search ---- */
@@ -253,50 +326,116 @@ static int32_t busiest(const pstate *s) {
   return a;
 }
 
-/* Whether the replica in slot k may move to device d (locality of an anchored replica). */
-static int may_move(const pstate *s, int32_t k, int32_t d) {
-  return allowed(s, d, s->slot[k], s->anch[k]);
+/* Orders s->ord by load, lightest first (insertion sort from the last order), and fills
+ * s->dpos. */
+static void order_devices(pstate *s) {
+  int32_t *ord = s->ord;
+  for (int32_t i = 1; i < s->G; i++) {
+    int32_t d = ord[i], j = i;
+    while (j > 0 && dev_before(s, d, ord[j - 1])) {
+      ord[j] = ord[j - 1];
+      j--;
+    }
+    ord[j] = d;
+  }
+  for (int32_t i = 0; i < s->G; i++)
+    s->dpos[ord[i]] = i;
+}
+
+/* Moves device d, whose load just changed, to its place in the otherwise sorted s->ord. */
+static void reorder_device(pstate *s, int32_t d) {
+  int32_t *ord = s->ord, i = s->dpos[d];
+  while (i > 0 && dev_before(s, d, ord[i - 1])) {
+    ord[i] = ord[i - 1];
+    s->dpos[ord[i]] = i;
+    i--;
+  }
+  while (i < s->G - 1 && dev_before(s, ord[i + 1], d)) {
+    ord[i] = ord[i + 1];
+    s->dpos[ord[i]] = i;
+    i++;
+  }
+  ord[i] = d;
+  s->dpos[d] = i;
+}
+
+/* The busiest device (lowest index on ties) from the sorted s->ord. */
+static int32_t top_device(const pstate *s) {
+  int32_t i = s->G - 1;
+  while (i > 0 && s->load[s->ord[i - 1]] == s->load[s->ord[s->G - 1]])
+    i--;
+  return s->ord[i];
+}
+
+/* The larger of the two loads after trading a replica of size sa on a device of load la for
+ * one of size sb on a device of load lb; infinity unless sb < sa. */
+static double swap_value(double la, double lb, double sa, double sb) {
+  double na = la - sa + sb, nb = lb + sa - sb;
+  double m = na > nb ? na : nb;
+  return sb < sa ? m : INFINITY;
 }
 
 /* Repeatedly exchanges a replica of the busiest device with a smaller replica of another device,
  * choosing the exchange that leaves the pair's larger load smallest, while that is below the
- * busiest load and the busiest load is above `stop`. A pair can do no better than its mean, so
- * devices whose mean with the busiest reaches the best found are skipped. */
+ * busiest load and the busiest load is above `stop`; ties go to the lower device, then the lower
+ * slots. Devices are scanned lightest first: a pair can do no better than its mean, so once that
+ * exceeds the best found the rest are skipped. */
 static void swap_search(pstate *s, double stop) {
   int64_t steps = (int64_t)SWAP_STEPS_PER_SLOT * s->P;
+  const int32_t *ord = s->ord, *home = s->pl->home;
+  int32_t S = s->S;
+  double *in = s->into;
+  order_devices(s);
   for (int64_t it = 0; it < steps; it++) {
-    int32_t a = busiest(s);
+    int32_t a = top_device(s), ba = block_of(s, a);
     double la = s->load[a], best = la - MIN_GAIN * la;
     if (la <= stop)
       return;
-    int32_t bk = -1, bj = -1;
-    for (int32_t b = 0; b < s->G; b++) {
+    const unsigned char *hasa = s->has + (size_t)a * s->n;
+    if (home)
+      for (int32_t j = 0; j < s->P; j++) {
+        int32_t e = s->slot[j];
+        in[j] = hasa[e] || (s->anch[j] && home[e] != ba) ? INFINITY : s->size[e];
+      }
+    else
+      for (int32_t j = 0; j < s->P; j++) {
+        int32_t e = s->slot[j];
+        in[j] = hasa[e] ? INFINITY : s->size[e];
+      }
+    int32_t bk = -1, bj = -1, bb = -1;
+    for (int32_t i = 0; i < s->G; i++) {
+      int32_t b = ord[i], blk = block_of(s, b);
       double lb = s->load[b];
-      if (b == a || (la + lb) / 2 >= best)
+      if ((la + lb) / 2 > best)
+        break;
+      if (b == a)
         continue;
-      for (int32_t k = a * s->S; k < (a + 1) * s->S; k++) {
+      const unsigned char *hasb = s->has + (size_t)b * s->n;
+      for (int32_t k = a * S; k < (a + 1) * S; k++) {
         int32_t ea = s->slot[k];
         double sa = s->size[ea];
-        if (s->has[(size_t)b * s->n + ea] || !may_move(s, k, b))
+        if (la - sa > best || hasb[ea] || (s->pl->home && s->anch[k] && s->pl->home[ea] != blk))
           continue;
-        for (int32_t j = b * s->S; j < (b + 1) * s->S; j++) {
-          int32_t eb = s->slot[j];
-          double sb = s->size[eb];
-          if (sb >= sa || s->has[(size_t)a * s->n + eb] || !may_move(s, j, a))
-            continue;
-          double na = la - sa + sb, nbl = lb + sa - sb;
-          double m = na > nbl ? na : nbl;
-          if (m < best) {
-            best = m;
-            bk = k;
-            bj = j;
-          }
+        /* Branch-free minimum over b's slots first; the slot is looked up only when it wins. */
+        double mn = INFINITY;
+        for (int32_t j = b * S; j < (b + 1) * S; j++) {
+          double v = swap_value(la, lb, sa, in[j]);
+          mn = v < mn ? v : mn;
         }
+        if (!(mn < best || (mn == best && bk >= 0 && (b < bb || (b == bb && k < bk)))))
+          continue;
+        int32_t j = b * S;
+        while (swap_value(la, lb, sa, in[j]) != mn)
+          j++;
+        best = mn;
+        bk = k;
+        bj = j;
+        bb = b;
       }
     }
     if (bk < 0)
       return;
-    int32_t b = bj / s->S, ea = s->slot[bk], eb = s->slot[bj];
+    int32_t b = bj / S, ea = s->slot[bk], eb = s->slot[bj];
     unsigned char aa = s->anch[bk];
     s->slot[bk] = eb;
     s->anch[bk] = s->anch[bj];
@@ -308,6 +447,8 @@ static void swap_search(pstate *s, double stop) {
     s->has[(size_t)b * s->n + ea] = 1;
     s->load[a] += s->size[eb] - s->size[ea];
     s->load[b] += s->size[ea] - s->size[eb];
+    reorder_device(s, a);
+    reorder_device(s, b);
   }
 }
 

@@ -54,17 +54,27 @@ static void remerge(tstate *t, int32_t k) {
   for (int32_t i = 0; i < k; i++)
     if (t->fill[t->dev[i]] < t->S)
       t->tmp[m++] = t->dev[i];
-  int32_t a = 0, b = k, o = 0;
-  int32_t *out = t->dev;
-  /* The kept prefix is in tmp[0..m), the rest in dev[k..ndev): merge into dev from the front
+  /* The kept prefix is in tmp[0..m) (still in order: all lost the same room), the rest in
+   * dev[k..ndev). Each kept device goes before the first of the rest it is roomier than, found
+   * by binary search; the runs of the rest between move as blocks, into dev from the front
    * (o never passes b because m <= k). */
-  while (a < m && b < t->ndev)
-    out[o++] = roomier(t, t->tmp[a], t->dev[b]) ? t->tmp[a++] : t->dev[b++];
-  while (a < m)
-    out[o++] = t->tmp[a++];
-  while (b < t->ndev)
-    out[o++] = t->dev[b++];
-  t->ndev = o;
+  int32_t b = k, o = 0;
+  for (int32_t a = 0; a < m; a++) {
+    int32_t lo = b, hi = t->ndev;
+    while (lo < hi) {
+      int32_t mid = lo + (hi - lo) / 2;
+      if (roomier(t, t->tmp[a], t->dev[mid]))
+        hi = mid;
+      else
+        lo = mid + 1;
+    }
+    memmove(t->dev + o, t->dev + b, (size_t)(lo - b) * sizeof *t->dev);
+    o += lo - b;
+    b = lo;
+    t->dev[o++] = t->tmp[a];
+  }
+  memmove(t->dev + o, t->dev + b, (size_t)(t->ndev - b) * sizeof *t->dev);
+  t->ndev = o + (t->ndev - b);
 }
 
 /* Places a replica of expert e of size sz on device d. */
