@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "eplb.h"
+#include "eplb_rand.h"
 
 #define LAYERS 64
 #define EXPERTS 256
@@ -37,10 +38,7 @@
 
 /* splitmix64: a small seeded generator. */
 static uint64_t next_rand(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return eplb__splitmix64(s);
 }
 
 /* A uniform double in [0, 1). */

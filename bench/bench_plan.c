@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "eplb.h"
+#include "eplb_rand.h"
 
 #define DEFAULT_RUNS 51
 #define WARMUP_RUNS 5
@@ -40,10 +41,7 @@ static const setting SETTINGS[] = {
 
 /* The next value of a splitmix64 generator. */
 static uint64_t rng_next(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
+  return eplb__splitmix64(state);
 }
 
 /* A uniform double in (0, 1]. */

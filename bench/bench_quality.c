@@ -12,6 +12,7 @@
 
 #include "eplb.h"
 #include "quality_int.h"
+#include "eplb_rand.h"
 
 /* Layers and experts of a DeepSeek-V3-like model. */
 #define BENCH_LAYERS 58
@@ -38,10 +39,7 @@ static const double SIGMAS[] = {0.7, 1.0, 1.4, 2.0};
 
 /* splitmix64: a small deterministic generator. */
 static uint64_t next_u64(uint64_t *st) {
-  uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return eplb__splitmix64(st);
 }
 
 /* A uniform number in (0, 1). */

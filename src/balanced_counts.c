@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "quality_int.h"
+#include "eplb_rand.h"
 
 /* Seed of the descent's generator (any constant: it only has to be fixed). */
 #define DESCENT_SEED 0x5eed5eedu
@@ -39,10 +40,7 @@ typedef struct descent {
 
 /* splitmix64. */
 static uint64_t next_rand(uint64_t *st) {
-  uint64_t z = (*st += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return eplb__splitmix64(st);
 }
 
 /* Sets expert e's replica count and its item size. */

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "eplb.h"
+#include "eplb_rand.h"
 
 /* Random cases per check. */
 #define RANDOM_CASES 200
@@ -26,10 +27,7 @@ static uint64_t rng_state;
 
 /* splitmix64. */
 static uint64_t rnd(void) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return eplb__splitmix64(&rng_state);
 }
 
 static double uniform(void) {

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "quality_int.h"
+#include "eplb_rand.h"
 
 /* Random pools per check. */
 #define RANDOM_CASES 300
@@ -31,10 +32,7 @@ static uint64_t rng_state;
 
 /* splitmix64. */
 static uint64_t rnd(void) {
-  uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return eplb__splitmix64(&rng_state);
 }
 
 /* A lognormal-like load in [1, ~1e4) with heavy tails (exp of a sum of uniforms). */

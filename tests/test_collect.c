@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "eplb.h"
+#include "eplb_rand.h"
 
 #define L 3
 #define E 5
@@ -20,10 +21,7 @@
 
 /* A small deterministic generator (splitmix64), so tests need no seed from the library. */
 static uint64_t next_rand(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return eplb__splitmix64(s);
 }
 
 /* Reads one window of c into a fresh buffer of L*E counts (caller frees). */

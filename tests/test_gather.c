@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "eplb_mpi.h"
+#include "eplb_rand.h"
 
 #define LAYERS 4
 #define EXPERTS 16
@@ -35,10 +36,7 @@ static char base[256]; /* a temp folder made by root, the same path on every ran
 
 /* splitmix64, seeded per (rank, step, layer) so every rank can redo any rank's draws. */
 static uint64_t next_rand(uint64_t *s) {
-  uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return eplb__splitmix64(s);
 }
 
 /* The topk ids rank r draws for one step of one layer: TOKENS tokens of TOPK distinct experts. */

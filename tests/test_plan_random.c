@@ -12,6 +12,7 @@
 #include <math.h>
 
 #include "eplb.h"
+#include "eplb_rand.h"
 
 /* Random cases; each is planned in both modes. */
 #define NUM_CASES 1200
@@ -24,10 +25,7 @@ enum { KIND_UNIFORM, KIND_LOGNORMAL, KIND_ZERO, KIND_EQUAL, KIND_DOMINANT, KIND_
 
 /* The next value of a splitmix64 generator. */
 static uint64_t rng_next(uint64_t *state) {
-  uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
+  return eplb__splitmix64(state);
 }
 
 /* A uniform integer in [lo, hi]. */
