@@ -81,94 +81,64 @@ static uint64_t *window_at(const eplb_collector *c, int32_t age) {
  * counter can pass UINT16_MAX. */
 #define SPLIT_CHUNK ((size_t)SPLIT_WAYS * (UINT16_MAX - SPLIT_WAYS))
 
-/* Counts n int32 ids into row, checking each: at the first id outside [0, e) the ids already
- * counted are taken back, so that a failing call counts nothing, and its index is returned; n
- * when all were counted. The check is a predictable branch inside the counting loop, which costs
- * half the time of a separate checking pass. */
-static size_t count32(uint64_t *row, const int32_t *ids, size_t n, uint32_t e) {
-  for (size_t i = 0; i < n; i++) {
-    uint32_t v = (uint32_t)ids[i]; /* a negative id becomes >= 2^31 >= e */
-    if (v >= e) {
-      for (size_t j = 0; j < i; j++)
-        row[ids[j]]--;
-      return i;
-    }
-    row[v]++;
-  }
-  return n;
-}
-
-/* As count32 for int64 ids. */
-static size_t count64(uint64_t *row, const int64_t *ids, size_t n, uint64_t e) {
-  for (size_t i = 0; i < n; i++) {
-    uint64_t v = (uint64_t)ids[i];
-    if (v >= e) {
-      for (size_t j = 0; j < i; j++)
-        row[ids[j]]--;
-      return i;
-    }
-    row[v]++;
-  }
-  return n;
-}
-
 /* Adds the partial histograms h[0..SPLIT_WAYS-1][0..e-1] into row. */
 static void fold(uint64_t *row, const uint16_t *h, uint32_t e) {
   for (uint32_t x = 0; x < e; x++)
     row[x] += (uint64_t)h[x] + h[e + x] + h[2 * e + x] + h[3 * e + x];
 }
 
-/* As count32, through partial histograms (e <= SPLIT_MAX_EXPERTS). */
-static size_t count32_split(uint64_t *row, const int32_t *ids, size_t n, uint32_t e) {
-  uint16_t h[SPLIT_WAYS * SPLIT_MAX_EXPERTS];
-  uint16_t *h0 = h, *h1 = h + e, *h2 = h + 2 * e, *h3 = h + 3 * e;
-  for (size_t start = 0; start < n; start += SPLIT_CHUNK) {
-    size_t end = n - start < SPLIT_CHUNK ? n : start + SPLIT_CHUNK, i = start;
-    memset(h, 0, sizeof *h * SPLIT_WAYS * e);
-    for (; i + SPLIT_WAYS <= end; i += SPLIT_WAYS) {
-      uint32_t a = (uint32_t)ids[i], b = (uint32_t)ids[i + 1];
-      uint32_t c = (uint32_t)ids[i + 2], d = (uint32_t)ids[i + 3];
-      if ((a >= e) | (b >= e) | (c >= e) | (d >= e))
-        break; /* the loop below finds which one */
-      h0[a]++, h1[b]++, h2[c]++, h3[d]++;
-    }
-    for (; i < end && (uint32_t)ids[i] < e; i++)
-      h0[ids[i]]++;
-    if (i < end) { /* ids[i] is bad: drop this chunk's counts, take back the earlier chunks' */
-      for (size_t j = 0; j < start; j++)
-        row[ids[j]]--;
-      return i;
-    }
-    fold(row, h, e);
+/* The counting loops, written once for both id widths: DEFINE_COUNTERS(32, int32_t, uint32_t)
+ * defines count32() and count32_split() for int32 ids, DEFINE_COUNTERS(64, ...) the int64 ones.
+ *
+ * countW(row, ids, n, e) counts n ids into row, checking each: at the first id outside [0, e)
+ * the ids already counted are taken back, so that a failing call counts nothing, and its index
+ * is returned; n when all were counted. The check is a predictable branch inside the counting
+ * loop (a negative id becomes a huge unsigned one), which costs half the time of a separate
+ * checking pass.
+ *
+ * countW_split() does the same through SPLIT_WAYS partial histograms (e <= SPLIT_MAX_EXPERTS),
+ * folded into row every SPLIT_CHUNK ids; a bad id drops the current chunk's partials and takes
+ * back the earlier chunks' counts. */
+#define DEFINE_COUNTERS(W, ID, UID)                                                           \
+  static size_t count##W(uint64_t *row, const ID *ids, size_t n, UID e) {                     \
+    for (size_t i = 0; i < n; i++) {                                                          \
+      UID v = (UID)ids[i];                                                                    \
+      if (v >= e) {                                                                           \
+        for (size_t j = 0; j < i; j++)                                                        \
+          row[ids[j]]--;                                                                      \
+        return i;                                                                             \
+      }                                                                                       \
+      row[v]++;                                                                               \
+    }                                                                                         \
+    return n;                                                                                 \
+  }                                                                                           \
+                                                                                              \
+  static size_t count##W##_split(uint64_t *row, const ID *ids, size_t n, UID e) {             \
+    uint16_t h[SPLIT_WAYS * SPLIT_MAX_EXPERTS];                                               \
+    uint16_t *h0 = h, *h1 = h + e, *h2 = h + 2 * e, *h3 = h + 3 * e;                          \
+    for (size_t start = 0; start < n; start += SPLIT_CHUNK) {                                 \
+      size_t end = n - start < SPLIT_CHUNK ? n : start + SPLIT_CHUNK, i = start;              \
+      memset(h, 0, sizeof *h * SPLIT_WAYS * e);                                               \
+      for (; i + SPLIT_WAYS <= end; i += SPLIT_WAYS) {                                        \
+        UID a = (UID)ids[i], b = (UID)ids[i + 1], c = (UID)ids[i + 2], d = (UID)ids[i + 3];   \
+        if ((a >= e) | (b >= e) | (c >= e) | (d >= e))                                        \
+          break; /* the loop below finds which one */                                         \
+        h0[a]++, h1[b]++, h2[c]++, h3[d]++;                                                   \
+      }                                                                                       \
+      for (; i < end && (UID)ids[i] < e; i++)                                                 \
+        h0[ids[i]]++;                                                                         \
+      if (i < end) {                                                                          \
+        for (size_t j = 0; j < start; j++)                                                    \
+          row[ids[j]]--;                                                                      \
+        return i;                                                                             \
+      }                                                                                       \
+      fold(row, h, (uint32_t)e);                                                              \
+    }                                                                                         \
+    return n;                                                                                 \
   }
-  return n;
-}
 
-/* As count32_split for int64 ids. */
-static size_t count64_split(uint64_t *row, const int64_t *ids, size_t n, uint64_t e) {
-  uint16_t h[SPLIT_WAYS * SPLIT_MAX_EXPERTS];
-  uint16_t *h0 = h, *h1 = h + e, *h2 = h + 2 * e, *h3 = h + 3 * e;
-  for (size_t start = 0; start < n; start += SPLIT_CHUNK) {
-    size_t end = n - start < SPLIT_CHUNK ? n : start + SPLIT_CHUNK, i = start;
-    memset(h, 0, sizeof *h * SPLIT_WAYS * e);
-    for (; i + SPLIT_WAYS <= end; i += SPLIT_WAYS) {
-      uint64_t a = (uint64_t)ids[i], b = (uint64_t)ids[i + 1];
-      uint64_t c = (uint64_t)ids[i + 2], d = (uint64_t)ids[i + 3];
-      if ((a >= e) | (b >= e) | (c >= e) | (d >= e))
-        break;
-      h0[a]++, h1[b]++, h2[c]++, h3[d]++;
-    }
-    for (; i < end && (uint64_t)ids[i] < e; i++)
-      h0[ids[i]]++;
-    if (i < end) {
-      for (size_t j = 0; j < start; j++)
-        row[ids[j]]--;
-      return i;
-    }
-    fold(row, h, (uint32_t)e);
-  }
-  return n;
-}
+DEFINE_COUNTERS(32, int32_t, uint32_t)
+DEFINE_COUNTERS(64, int64_t, uint64_t)
 
 int eplb_collector_record(eplb_collector *c, int32_t layer, const void *ids, size_t n,
                           eplb_id_type type) {
