@@ -608,12 +608,15 @@ static int count_rounds(pstate *s, pstate *save, double stop) {
         break;
       gains[ng] = g;
     }
-    int improved = 0;
+    /* A failed try restores s from save, so save needs copying once per round. */
+    int improved = 0, saved = 0;
     for (int32_t gi = 0; gi < ng && !improved && tries < s->pl->max_rounds; gi++)
       for (int32_t di = 0; di < nd && !improved && tries < s->pl->max_rounds; di++) {
         if (donors[di] == gains[gi])
           continue;
-        copy_state(save, s);
+        if (!saved)
+          copy_state(save, s);
+        saved = 1;
         tries++;
         rc = shift_replica(s, gains[gi], donors[di]);
         if (!rc) {
