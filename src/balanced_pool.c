@@ -62,8 +62,9 @@ typedef struct pstate {
   int32_t *ord;         /* [G] devices by load, lightest first (swap search scratch) */
   int32_t *dpos;        /* [G] position of each device in ord */
   int32_t *avail;       /* [G] packing: devices with a free slot, lightest first */
-  double *into;         /* [P] swap search: size of each slot's replica when it may move to the
-                           busiest device, else infinity */
+  double *into;         /* [P] swap search: sizes of one device's replicas that may move */
+  int32_t *lst;         /* [3*S] swap search: slot lists of the busiest device and a partner */
+  int32_t *blk;         /* [G] block of each device (0 without a home rule) */
 } pstate;
 
 /* Seconds from a monotonic clock (for the optional deadline). */
@@ -89,6 +90,8 @@ static void state_free(pstate *s) {
   free(s->dpos);
   free(s->avail);
   free(s->into);
+  free(s->lst);
+  free(s->blk);
 }
 
 /* Allocates the state's arrays for a pool. @return 0 or EPLB_ENOMEM. */
@@ -114,20 +117,24 @@ static int state_init(pstate *s, const eplb__pool *pl) {
   s->dpos = eplb__calloc((size_t)s->G, sizeof *s->dpos);
   s->avail = eplb__calloc((size_t)s->G, sizeof *s->avail);
   s->into = eplb__calloc((size_t)s->P, sizeof *s->into);
+  s->lst = eplb__calloc((size_t)s->S * 3, sizeof *s->lst);
+  s->blk = eplb__calloc((size_t)s->G, sizeof *s->blk);
   if (!s->cnt || !s->size || !s->slot || !s->anch || !s->fill || !s->load || !s->has ||
       !s->pending || !s->freeb || !s->items || !s->ord || !s->dpos || !s->avail ||
-      !s->into) {
+      !s->into || !s->lst || !s->blk) {
     state_free(s);
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   }
-  for (int32_t d = 0; d < s->G; d++)
+  for (int32_t d = 0; d < s->G; d++) {
     s->ord[d] = d;
+    s->blk[d] = pl->home ? d / pl->block_size : 0;
+  }
   return 0;
 }
 
 /* The block of device d (0 when the pool has no locality rule). */
 static int32_t block_of(const pstate *s, int32_t d) {
-  return s->pl->home ? d / s->pl->block_size : 0;
+  return s->blk[d];
 }
 
 /* ---- packing ---- */
@@ -379,12 +386,14 @@ static double swap_value(double la, double lb, double sa, double sb) {
  * choosing the exchange that leaves the pair's larger load smallest, while that is below the
  * busiest load and the busiest load is above `stop`; ties go to the lower device, then the lower
  * slots. Devices are scanned lightest first: a pair can do no better than its mean, so once that
- * exceeds the best found the rest are skipped. */
+ * exceeds the best found the rest are skipped. Only the replicas that may move are visited: an
+ * anchored replica never leaves its home block, so across blocks only free replicas trade. */
 static void swap_search(pstate *s, double stop) {
   int64_t steps = (int64_t)SWAP_STEPS_PER_SLOT * s->P;
   const int32_t *ord = s->ord, *home = s->pl->home;
   int32_t S = s->S;
-  double *in = s->into;
+  int32_t *ka = s->lst, *kf = s->lst + S, *jb = s->lst + 2 * S;
+  double *sbv = s->into;
   order_devices(s);
   for (int64_t it = 0; it < steps; it++) {
     int32_t a = top_device(s), ba = block_of(s, a);
@@ -392,16 +401,13 @@ static void swap_search(pstate *s, double stop) {
     if (la <= stop)
       return;
     const unsigned char *hasa = s->has + (size_t)a * s->n;
-    if (home)
-      for (int32_t j = 0; j < s->P; j++) {
-        int32_t e = s->slot[j];
-        in[j] = hasa[e] || (s->anch[j] && home[e] != ba) ? INFINITY : s->size[e];
-      }
-    else
-      for (int32_t j = 0; j < s->P; j++) {
-        int32_t e = s->slot[j];
-        in[j] = hasa[e] ? INFINITY : s->size[e];
-      }
+    /* a's slots: all of them (partners in a's block), and the free ones (other blocks). */
+    int32_t na = 0, nf = 0;
+    for (int32_t k = a * S; k < (a + 1) * S; k++) {
+      ka[na++] = k;
+      if (!home || !s->anch[k])
+        kf[nf++] = k;
+    }
     int32_t bk = -1, bj = -1, bb = -1;
     for (int32_t i = 0; i < s->G; i++) {
       int32_t b = ord[i], blk = block_of(s, b);
@@ -410,26 +416,43 @@ static void swap_search(pstate *s, double stop) {
         break;
       if (b == a)
         continue;
-      const unsigned char *hasb = s->has + (size_t)b * s->n;
-      for (int32_t k = a * S; k < (a + 1) * S; k++) {
-        int32_t ea = s->slot[k];
-        double sa = s->size[ea];
-        if (la - sa > best || hasb[ea] || (s->pl->home && s->anch[k] && s->pl->home[ea] != blk))
+      int same = !home || blk == ba;
+      const int32_t *kl = same ? ka : kf;
+      int32_t nk = same ? na : nf;
+      if (nk == 0)
+        continue;
+      /* b's replicas that may move to a, in slot order. */
+      int32_t nb = 0;
+      for (int32_t j = b * S; j < (b + 1) * S; j++) {
+        if (!same && s->anch[j]) /* anchored in b's block, which is not a's */
           continue;
-        /* Branch-free minimum over b's slots first; the slot is looked up only when it wins. */
+        int32_t e = s->slot[j];
+        if (hasa[e] || (home && s->anch[j] && home[e] != ba))
+          continue;
+        jb[nb] = j;
+        sbv[nb++] = s->size[e];
+      }
+      if (nb == 0)
+        continue;
+      const unsigned char *hasb = s->has + (size_t)b * s->n;
+      for (int32_t q = 0; q < nk; q++) {
+        int32_t k = kl[q], ea = s->slot[k];
+        double sa = s->size[ea];
+        if (la - sa > best || hasb[ea])
+          continue;
         double mn = INFINITY;
-        for (int32_t j = b * S; j < (b + 1) * S; j++) {
-          double v = swap_value(la, lb, sa, in[j]);
+        for (int32_t r = 0; r < nb; r++) {
+          double v = swap_value(la, lb, sa, sbv[r]);
           mn = v < mn ? v : mn;
         }
         if (!(mn < best || (mn == best && bk >= 0 && (b < bb || (b == bb && k < bk)))))
           continue;
-        int32_t j = b * S;
-        while (swap_value(la, lb, sa, in[j]) != mn)
-          j++;
+        int32_t r = 0;
+        while (swap_value(la, lb, sa, sbv[r]) != mn)
+          r++;
         best = mn;
         bk = k;
-        bj = j;
+        bj = jb[r];
         bb = b;
       }
     }
@@ -585,12 +608,15 @@ static int count_rounds(pstate *s, pstate *save, double stop) {
         break;
       gains[ng] = g;
     }
-    int improved = 0;
+    /* A failed try restores s from save, so save needs copying once per round. */
+    int improved = 0, saved = 0;
     for (int32_t gi = 0; gi < ng && !improved && tries < s->pl->max_rounds; gi++)
       for (int32_t di = 0; di < nd && !improved && tries < s->pl->max_rounds; di++) {
         if (donors[di] == gains[gi])
           continue;
-        copy_state(save, s);
+        if (!saved)
+          copy_state(save, s);
+        saved = 1;
         tries++;
         rc = shift_replica(s, gains[gi], donors[di]);
         if (!rc) {
