@@ -296,8 +296,8 @@ static void heap_down(ds_heap *h, int32_t i) {
     int32_t c = 2 * i + 1;
     if (c >= h->n)
       break;
-    if (c + 1 < h->n && h->a[c + 1] < h->a[c])
-      c++;
+    if (c + 1 < h->n)
+      c += h->a[c + 1] < h->a[c]; /* no branch on the comparison: it is a coin flip */
     if (h->a[c] >= v)
       break;
     h->a[i] = h->a[c];
