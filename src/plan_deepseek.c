@@ -222,8 +222,13 @@ static void sort_keys(uint64_t *a, uint64_t *tmp, int32_t n) {
     for (int32_t lo = 0; lo < n; lo += 2 * width) {
       int32_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
       int32_t i = lo, j = mid, k = lo;
-      while (i < mid && j < hi)
-        dst[k++] = src[j] < src[i] ? src[j++] : src[i++];
+      while (i < mid && j < hi) {
+        uint64_t u = src[i], v = src[j];
+        int right = v < u; /* no branch on the comparison: it is a coin flip */
+        dst[k++] = right ? v : u;
+        j += right;
+        i += !right;
+      }
       while (i < mid)
         dst[k++] = src[i++];
       while (j < hi)
@@ -238,7 +243,7 @@ static void sort_keys(uint64_t *a, uint64_t *tmp, int32_t n) {
 }
 
 /* From this many items on, sort_desc() sorts by radix instead of by comparisons. */
-#define DS_RADIX_MIN 128
+#define DS_RADIX_MIN 64
 
 /* Sorts n keys of distinct indices 0..n-1, given in index order, by their high 32 bits (and so by
  * the whole key, the index order being kept for equal high halves): a stable LSD radix sort,
