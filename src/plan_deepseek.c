@@ -63,6 +63,7 @@ typedef struct ds_scratch {
   int32_t *mlog2log; /* [E] node-major position -> logical expert */
   float *x;          /* [En] loads of the node's experts, in node-local order */
   int32_t *cnt;      /* [En] replicas of each node-local expert */
+  float *xq;         /* [En] load per replica of each node-local expert, x / cnt */
   int32_t *ph;       /* [Pn] node-local expert of each replica */
   float *y;          /* [Pn] load of each replica */
   int32_t *pack;     /* [max(K, Pn)] pack of each item */
@@ -91,6 +92,7 @@ static void scratch_free(ds_scratch *s) {
   free(s->mlog2log);
   free(s->x);
   free(s->cnt);
+  free(s->xq);
   free(s->ph);
   free(s->y);
   free(s->pack);
@@ -127,6 +129,7 @@ static int scratch_alloc(ds_scratch *s, const ds_shape *sh) {
   s->mlog2log = eplb__mallocn(E, sizeof *s->mlog2log);
   s->x = eplb__mallocn(En, sizeof *s->x);
   s->cnt = eplb__mallocn(En, sizeof *s->cnt);
+  s->xq = eplb__mallocn(En, sizeof *s->xq);
   s->ph = eplb__mallocn(Pn, sizeof *s->ph);
   s->y = eplb__mallocn(Pn, sizeof *s->y);
   s->pack = eplb__mallocn(items, sizeof *s->pack);
@@ -144,9 +147,10 @@ static int scratch_alloc(ds_scratch *s, const ds_shape *sh) {
   s->dev_off = eplb__mallocn(En + 1, sizeof *s->dev_off);
   s->dev_num = eplb__mallocn(En, sizeof *s->dev_num);
   s->dev_list = eplb__mallocn(Pn, sizeof *s->dev_list);
-  if (!s->w || !s->gw || !s->gpack || !s->grank || !s->mlog2log || !s->x || !s->tmp || !s->cnt ||
-      !s->ph || !s->y || !s->pack || !s->rank || !s->order || !s->heap || !s->pload ||
-      !s->pcnt || !s->stash || !s->lst || !s->lnext || !s->hist || !s->content || !s->dev_off || !s->dev_num || !s->dev_list) {
+  if (!s->w || !s->gw || !s->gpack || !s->grank || !s->mlog2log || !s->x || !s->cnt || !s->xq ||
+      !s->ph || !s->y || !s->pack || !s->rank || !s->order || !s->tmp || !s->heap || !s->pload ||
+      !s->pcnt || !s->stash || !s->lst || !s->lnext || !s->hist || !s->content || !s->dev_off ||
+      !s->dev_num || !s->dev_list) {
     scratch_free(s);
     return eplb__err(EPLB_ENOMEM, "policy deepseek: out of memory");
   }
@@ -633,8 +637,10 @@ static int plan_layer(const ds_shape *sh, int no_dups, ds_scratch *s, int32_t *p
       s->x[j] = s->w[mlog[j]];
     replicate(s->x, sh->En, sh->Pn, no_dups ? sh->Gn : 0, s);
     /* Step 3: pack the replicas onto the node's devices. */
+    for (int32_t j = 0; j < sh->En; j++)
+      s->xq[j] = s->x[j] / (float)s->cnt[j]; /* one division per expert, not per replica */
     for (int32_t q = 0; q < sh->Pn; q++)
-      s->y[q] = s->x[s->ph[q]] / (float)s->cnt[s->ph[q]];
+      s->y[q] = s->xq[s->ph[q]];
     ds_excl ex = {NULL, sh->En};
     if (no_dups) {
       ex.expert = s->ph;
