@@ -25,7 +25,9 @@
  *
  * Speed: scratch is allocated once per plan; sorts, the argmax and the pack choice work on
  * integer order keys (float32 bits and index in one uint64) and the latter two on binary heaps
- * whose order is exactly the reference's scan order, so a layer costs O(P log P).
+ * whose order is exactly the reference's scan order, so a layer costs O(P log P). Sorts of 64
+ * items or more are radix sorts; a packing's first round (one item per pack) and a whole
+ * two-per-pack packing need no heap (see place_first_round() and pack_pairs()).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -523,7 +525,8 @@ static int pack_pairs(const float *w, int32_t n, int32_t m, const ds_excl *ex, d
     int rc = repair_swap(s, w, ex, m, DS_PAIR, q);
     if (rc)
       return rc;
-    /* The repair filled one listed pack: unlink every pack that is full now. */
+    /* The repair filled one listed pack (every listed pack holds only a replica of e, so they
+     * weigh the same and the repair picks the head; unlinking by fullness does not rely on it). */
     prev = -1;
     for (c = head; c < m; c = s->lnext[c]) {
       if (s->pcnt[s->lst[c]] < DS_PAIR) {
