@@ -4,6 +4,9 @@
 
 #include "eplb_int.h"
 
+/* The byte whose repetition makes an int32_t -1 (memset fill). */
+#define EPLB__ALL_ONES 0xff
+
 /* ---- allocation ---- */
 
 int eplb_placement_create(int32_t num_layers, int32_t num_experts, int32_t num_slots,
@@ -94,23 +97,24 @@ int eplb_placement_build_index(eplb_placement *p) {
   }
   if (X < 1)
     X = 1;
-  int32_t *idx = eplb__mallocn((size_t)L * (size_t)E * (size_t)X, sizeof *idx);
-  if (!idx)
+  size_t n = (size_t)L * (size_t)E * (size_t)X;
+  int32_t *idx = eplb__mallocn(n, sizeof *idx);
+  int32_t *fill = eplb__mallocn((size_t)E, sizeof *fill); /* per expert: entries written */
+  if (!idx || !fill) {
+    free(idx);
+    free(fill);
     return eplb__err(EPLB_ENOMEM, "placement: out of memory");
-  for (size_t i = 0; i < (size_t)L * (size_t)E * (size_t)X; i++)
-    idx[i] = -1;
+  }
+  memset(idx, EPLB__ALL_ONES, n * sizeof *idx); /* every entry -1 */
   for (int32_t l = 0; l < L; l++) {
     const int32_t *row = p->phy2log + (size_t)l * R;
     int32_t *lay = idx + (size_t)l * E * X;
+    memset(fill, 0, (size_t)E * sizeof *fill);
     /* Slots ascending: append each slot to its expert's next free entry. */
-    for (int32_t s = 0; s < R; s++) {
-      int32_t *e = lay + (size_t)row[s] * X;
-      int32_t k = 0;
-      while (e[k] >= 0)
-        k++;
-      e[k] = s;
-    }
+    for (int32_t s = 0; s < R; s++)
+      lay[(size_t)row[s] * X + fill[row[s]]++] = s;
   }
+  free(fill);
   free(p->log2phy);
   p->log2phy = idx;
   p->max_replicas = X;
@@ -133,12 +137,15 @@ int eplb_placement_validate(const eplb_placement *p, int allow_duplicates) {
   int32_t *seen = eplb__calloc((size_t)E, sizeof *seen); /* per expert: replicas counted */
   int32_t *mark = eplb__calloc((size_t)E, sizeof *mark); /* per expert: last device + 1 seen */
   int32_t *listed = eplb__calloc((size_t)R, sizeof *listed); /* per slot: layer + 1 when in log2phy */
-  if (!seen || !mark || !listed) {
+  int32_t *pad = eplb__mallocn((size_t)X, sizeof *pad); /* X entries -1: what padding must be */
+  if (!seen || !mark || !listed || !pad) {
     free(seen);
     free(mark);
     free(listed);
+    free(pad);
     return eplb__err(EPLB_ENOMEM, "placement: out of memory");
   }
+  memset(pad, EPLB__ALL_ONES, (size_t)X * sizeof *pad);
   int rc = 0;
   int32_t maxcnt = 0;
   for (int32_t l = 0; l < L && !rc; l++) {
@@ -152,8 +159,8 @@ int eplb_placement_validate(const eplb_placement *p, int allow_duplicates) {
     const int32_t *lay = p->log2phy + (size_t)l * E * X;
     memset(seen, 0, (size_t)E * sizeof *seen);
     memset(mark, 0, (size_t)E * sizeof *mark);
-    for (int32_t s = 0; s < R && !rc; s++) {
-      int32_t e = row[s], d = s / S;
+    for (int32_t s = 0, d = 0, k = 0; s < R && !rc; s++) {
+      int32_t e = row[s]; /* slot s is entry k of device d */
       if (e < 0 || e >= E) {
         rc = eplb__err(EPLB_EINVALID, "layer %lld: slot %d holds expert %d, outside 0..%d", id, s,
                        e, E - 1);
@@ -163,6 +170,10 @@ int eplb_placement_validate(const eplb_placement *p, int allow_duplicates) {
       if (mark[e] == d + 1 && !allow_duplicates)
         rc = eplb__err(EPLB_EINVALID, "layer %lld: device %d holds expert %d twice", id, d, e);
       mark[e] = d + 1;
+      if (++k == S) {
+        k = 0;
+        d++;
+      }
     }
     for (int32_t e = 0; e < E && !rc; e++) {
       if (seen[e] < 1)
@@ -179,12 +190,8 @@ int eplb_placement_validate(const eplb_placement *p, int allow_duplicates) {
       if (cnt[e] > maxcnt)
         maxcnt = cnt[e];
       const int32_t *r = lay + (size_t)e * X;
-      for (int32_t k = 0; k < X && !rc; k++) {
-        if (k >= cnt[e]) {
-          if (r[k] != -1)
-            rc = eplb__err(EPLB_EINVALID, "layer %lld: log2phy[%d][%d] = %d, expected -1", id, e,
-                           k, r[k]);
-        } else if (r[k] < 0 || r[k] >= R || row[r[k]] != e) {
+      for (int32_t k = 0; k < cnt[e] && !rc; k++) {
+        if (r[k] < 0 || r[k] >= R || row[r[k]] != e) {
           rc = eplb__err(EPLB_EINVALID, "layer %lld: log2phy[%d][%d] = %d does not hold expert %d",
                          id, e, k, r[k], e);
         } else if (listed[r[k]] == l + 1) {
@@ -194,6 +201,12 @@ int eplb_placement_validate(const eplb_placement *p, int allow_duplicates) {
           listed[r[k]] = l + 1;
         }
       }
+      /* The padding after the entries: one block compare, then a search if it failed. */
+      int bad = memcmp(r + cnt[e], pad, (size_t)(X - cnt[e]) * sizeof *r) != 0;
+      for (int32_t k = cnt[e]; bad && k < X && !rc; k++)
+        if (r[k] != -1)
+          rc = eplb__err(EPLB_EINVALID, "layer %lld: log2phy[%d][%d] = %d, expected -1", id, e, k,
+                         r[k]);
     }
   }
   if (!rc && maxcnt != X)
@@ -202,6 +215,7 @@ int eplb_placement_validate(const eplb_placement *p, int allow_duplicates) {
   free(seen);
   free(mark);
   free(listed);
+  free(pad);
   return rc;
 }
 

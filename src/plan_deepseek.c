@@ -25,7 +25,9 @@
  *
  * Speed: scratch is allocated once per plan; sorts, the argmax and the pack choice work on
  * integer order keys (float32 bits and index in one uint64) and the latter two on binary heaps
- * whose order is exactly the reference's scan order, so a layer costs O(P log P).
+ * whose order is exactly the reference's scan order, so a layer costs O(P log P). Sorts of 64
+ * items or more are radix sorts; a packing's first round (one item per pack) and a whole
+ * two-per-pack packing need no heap (see place_first_round() and pack_pairs()).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -35,6 +37,11 @@
 
 /* Smallest double that rounds to +inf as a float32 (FLT_MAX plus half an ulp, ties to even). */
 #define DS_FLOAT_OVERFLOW 0x1.ffffffp127
+
+/* Bits per digit of the radix sort, its bucket count, and the digits of a float32. */
+#define DS_DIGIT_BITS 8
+#define DS_BUCKETS (1 << DS_DIGIT_BITS)
+#define DS_DIGITS (32 / DS_DIGIT_BITS)
 
 /* ---- scratch ---- */
 
@@ -58,6 +65,7 @@ typedef struct ds_scratch {
   int32_t *mlog2log; /* [E] node-major position -> logical expert */
   float *x;          /* [En] loads of the node's experts, in node-local order */
   int32_t *cnt;      /* [En] replicas of each node-local expert */
+  float *xq;         /* [En] load per replica of each node-local expert, x / cnt */
   int32_t *ph;       /* [Pn] node-local expert of each replica */
   float *y;          /* [Pn] load of each replica */
   int32_t *pack;     /* [max(K, Pn)] pack of each item */
@@ -68,6 +76,9 @@ typedef struct ds_scratch {
   float *pload;      /* [max(N, Gn)] pack loads */
   int32_t *pcnt;     /* [max(N, Gn)] pack item counts */
   int32_t *stash;    /* [Gn] packs popped while looking for one without the expert */
+  int32_t (*hist)[DS_BUCKETS]; /* [DS_DIGITS] digit counts of the radix sort */
+  int32_t *lst;      /* [max(N, Gn)] packs in (load, index) order, two-per-pack packing */
+  int32_t *lnext;    /* [max(N, Gn)] next position in lst of a non-full pack */
   int32_t *content;  /* [Pn] item at (pack, rank), pack * cap + rank */
   int32_t *dev_off;  /* [En + 1] start of each expert's device list in dev_list */
   int32_t *dev_num;  /* [En] length of each expert's device list */
@@ -83,6 +94,7 @@ static void scratch_free(ds_scratch *s) {
   free(s->mlog2log);
   free(s->x);
   free(s->cnt);
+  free(s->xq);
   free(s->ph);
   free(s->y);
   free(s->pack);
@@ -93,6 +105,9 @@ static void scratch_free(ds_scratch *s) {
   free(s->pload);
   free(s->pcnt);
   free(s->stash);
+  free(s->lst);
+  free(s->hist);
+  free(s->lnext);
   free(s->content);
   free(s->dev_off);
   free(s->dev_num);
@@ -116,6 +131,7 @@ static int scratch_alloc(ds_scratch *s, const ds_shape *sh) {
   s->mlog2log = eplb__mallocn(E, sizeof *s->mlog2log);
   s->x = eplb__mallocn(En, sizeof *s->x);
   s->cnt = eplb__mallocn(En, sizeof *s->cnt);
+  s->xq = eplb__mallocn(En, sizeof *s->xq);
   s->ph = eplb__mallocn(Pn, sizeof *s->ph);
   s->y = eplb__mallocn(Pn, sizeof *s->y);
   s->pack = eplb__mallocn(items, sizeof *s->pack);
@@ -126,13 +142,17 @@ static int scratch_alloc(ds_scratch *s, const ds_shape *sh) {
   s->pload = eplb__mallocn(packs, sizeof *s->pload);
   s->pcnt = eplb__mallocn(packs, sizeof *s->pcnt);
   s->stash = eplb__mallocn((size_t)sh->Gn, sizeof *s->stash);
+  s->lst = eplb__mallocn(packs, sizeof *s->lst);
+  s->hist = eplb__mallocn(DS_DIGITS, sizeof *s->hist);
+  s->lnext = eplb__mallocn(packs, sizeof *s->lnext);
   s->content = eplb__mallocn(items, sizeof *s->content);
   s->dev_off = eplb__mallocn(En + 1, sizeof *s->dev_off);
   s->dev_num = eplb__mallocn(En, sizeof *s->dev_num);
   s->dev_list = eplb__mallocn(Pn, sizeof *s->dev_list);
-  if (!s->w || !s->gw || !s->gpack || !s->grank || !s->mlog2log || !s->x || !s->tmp || !s->cnt ||
-      !s->ph || !s->y || !s->pack || !s->rank || !s->order || !s->heap || !s->pload ||
-      !s->pcnt || !s->stash || !s->content || !s->dev_off || !s->dev_num || !s->dev_list) {
+  if (!s->w || !s->gw || !s->gpack || !s->grank || !s->mlog2log || !s->x || !s->cnt || !s->xq ||
+      !s->ph || !s->y || !s->pack || !s->rank || !s->order || !s->tmp || !s->heap || !s->pload ||
+      !s->pcnt || !s->stash || !s->lst || !s->lnext || !s->hist || !s->content || !s->dev_off ||
+      !s->dev_num || !s->dev_list) {
     scratch_free(s);
     return eplb__err(EPLB_ENOMEM, "policy deepseek: out of memory");
   }
@@ -208,8 +228,13 @@ static void sort_keys(uint64_t *a, uint64_t *tmp, int32_t n) {
     for (int32_t lo = 0; lo < n; lo += 2 * width) {
       int32_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
       int32_t i = lo, j = mid, k = lo;
-      while (i < mid && j < hi)
-        dst[k++] = src[j] < src[i] ? src[j++] : src[i++];
+      while (i < mid && j < hi) {
+        uint64_t u = src[i], v = src[j];
+        int right = v < u; /* no branch on the comparison: it is a coin flip */
+        dst[k++] = right ? v : u;
+        j += right;
+        i += !right;
+      }
       while (i < mid)
         dst[k++] = src[i++];
       while (j < hi)
@@ -223,11 +248,48 @@ static void sort_keys(uint64_t *a, uint64_t *tmp, int32_t n) {
     memcpy(a, src, (size_t)n * sizeof *a);
 }
 
+/* From this many items on, sort_desc() sorts by radix instead of by comparisons. */
+#define DS_RADIX_MIN 64
+
+/* Sorts n keys of distinct indices 0..n-1, given in index order, by their high 32 bits (and so by
+ * the whole key, the index order being kept for equal high halves): a stable LSD radix sort,
+ * one pass per byte that is not the same in every key, through tmp[n]. */
+static void radix_keys(uint64_t *a, uint64_t *tmp, int32_t n, int32_t (*hist)[DS_BUCKETS]) {
+  memset(hist, 0, DS_DIGITS * sizeof *hist);
+  for (int32_t i = 0; i < n; i++) {
+    uint32_t v = (uint32_t)(a[i] >> DS_INDEX_BITS);
+    for (int32_t d = 0; d < DS_DIGITS; d++)
+      hist[d][(v >> (d * DS_DIGIT_BITS)) & (DS_BUCKETS - 1)]++;
+  }
+  uint64_t *src = a, *dst = tmp;
+  for (int32_t d = 0; d < DS_DIGITS; d++) {
+    int32_t shift = DS_INDEX_BITS + d * DS_DIGIT_BITS, *h = hist[d];
+    if (h[(src[0] >> shift) & (DS_BUCKETS - 1)] == n)
+      continue; /* one bucket holds every key: the pass would not move anything */
+    int32_t sum = 0;
+    for (int32_t b = 0; b < DS_BUCKETS; b++) {
+      int32_t c = h[b];
+      h[b] = sum;
+      sum += c;
+    }
+    for (int32_t i = 0; i < n; i++)
+      dst[h[(src[i] >> shift) & (DS_BUCKETS - 1)]++] = src[i];
+    uint64_t *t = src;
+    src = dst;
+    dst = t;
+  }
+  if (src != a)
+    memcpy(a, src, (size_t)n * sizeof *a);
+}
+
 /* Sorts items 0..n-1 of weights w into s->order, heaviest first, ties by lower index. */
 static void sort_desc(const float *w, int32_t n, ds_scratch *s) {
   for (int32_t i = 0; i < n; i++)
     s->order[i] = key_down(w[i], i);
-  sort_keys(s->order, s->tmp, n);
+  if (n >= DS_RADIX_MIN)
+    radix_keys(s->order, s->tmp, n, s->hist);
+  else
+    sort_keys(s->order, s->tmp, n);
 }
 
 /* ---- heaps ---- */
@@ -245,8 +307,8 @@ static void heap_down(ds_heap *h, int32_t i) {
     int32_t c = 2 * i + 1;
     if (c >= h->n)
       break;
-    if (c + 1 < h->n && h->a[c + 1] < h->a[c])
-      c++;
+    if (c + 1 < h->n)
+      c += h->a[c + 1] < h->a[c]; /* no branch on the comparison: it is a coin flip */
     if (h->a[c] >= v)
       break;
     h->a[i] = h->a[c];
@@ -311,6 +373,9 @@ static void replicate(const float *x, int32_t n, int32_t p, int32_t cap, ds_scra
 }
 
 /* ---- balanced_packing ---- */
+
+/* Items per pack of the packing with its own shortcut (see pack_pairs()). */
+#define DS_PAIR 2
 
 /* What the no-duplicate packing needs: which expert each item is, and where experts are. */
 typedef struct ds_excl {
@@ -403,10 +468,85 @@ static int repair_swap(ds_scratch *s, const float *w, const ds_excl *ex, int32_t
   return 0;
 }
 
+/* Places the heaviest items one per pack while that is what the greedy does: item t (in
+ * heaviest-first order) goes to empty pack t as long as the packs 0..t-1 before it all weigh more
+ * than 0 (so empty pack t is the lightest, lowest index; an empty pack holds no expert either).
+ * Pack t then weighs exactly w of item t, so the loads are non-increasing in the pack index.
+ * @return the number of items placed, at most m. */
+static int32_t place_first_round(const float *w, int32_t m, const ds_excl *ex, int32_t cap,
+                                 ds_scratch *s) {
+  int32_t t = 0;
+  while (t < m && (t == 0 || w[key_index(s->order[t - 1])] > 0)) {
+    place(s, w, ex, cap, key_index(s->order[t]), t);
+    t++;
+  }
+  return t;
+}
+
+/* Finishes a packing of two items per pack after a full first round (every pack holds one
+ * item). A pack is full after its second item, so the loads of the non-full packs never change
+ * again and the greedy's choice is always the first pack, in (load ascending, index ascending)
+ * order, that is still non-full (and, with ex->expert, does not hold the item's expert). That
+ * order is the first round's: runs of equal loads from the last pack back, each run in index
+ * order. Non-full packs sit in a singly linked list in that order. @return 0 or the error of
+ * repair_swap(). */
+static int pack_pairs(const float *w, int32_t n, int32_t m, const ds_excl *ex, ds_scratch *s) {
+  int32_t k = 0;
+  for (int32_t hi = m - 1; hi >= 0;) {
+    int32_t lo = hi;
+    while (lo > 0 && s->pload[lo - 1] == s->pload[hi])
+      lo--;
+    for (int32_t d = lo; d <= hi; d++)
+      s->lst[k++] = d;
+    hi = lo - 1;
+  }
+  if (!ex->expert) {
+    for (int32_t t = m; t < n; t++)
+      place(s, w, ex, DS_PAIR, key_index(s->order[t]), s->lst[t - m]);
+    return 0;
+  }
+  for (int32_t i = 0; i < m; i++)
+    s->lnext[i] = i + 1;
+  int32_t head = 0; /* position in lst of the first non-full pack; m: none */
+  for (int32_t t = m; t < n; t++) {
+    int32_t q = key_index(s->order[t]), e = ex->expert[q], prev = -1, c = head;
+    while (c < m && holds(s, s->lst[c], e)) {
+      prev = c;
+      c = s->lnext[c];
+    }
+    if (c < m) {
+      place(s, w, ex, DS_PAIR, q, s->lst[c]);
+      if (prev < 0)
+        head = s->lnext[c];
+      else
+        s->lnext[prev] = s->lnext[c];
+      continue;
+    }
+    int rc = repair_swap(s, w, ex, m, DS_PAIR, q);
+    if (rc)
+      return rc;
+    /* The repair filled one listed pack (every listed pack holds only a replica of e, so they
+     * weigh the same and the repair picks the head; unlinking by fullness does not rely on it). */
+    prev = -1;
+    for (c = head; c < m; c = s->lnext[c]) {
+      if (s->pcnt[s->lst[c]] < DS_PAIR) {
+        prev = c;
+      } else if (prev < 0) {
+        head = s->lnext[c];
+      } else {
+        s->lnext[prev] = s->lnext[c];
+      }
+    }
+  }
+  return 0;
+}
+
 /* Packs n items of weights w into m packs of n / m items each: heaviest item first (stable),
  * each into the lightest non-full pack (lowest index on ties); with ex->expert, into the
  * lightest non-full pack not holding the item's expert, repairing when there is none. One item
- * per pack (n == m) is the identity, as in the reference. Fills s->pack and s->rank.
+ * per pack (n == m) is the identity, as in the reference. The first round and the two-per-pack
+ * case take shortcuts (see place_first_round() and pack_pairs()); the rest goes through a
+ * binary heap of the non-full packs keyed (load, index). Fills s->pack and s->rank.
  * @return 0 or the error of repair_swap(). */
 static int pack_items(const float *w, int32_t n, int32_t m, const ds_excl *ex, ds_scratch *s) {
   int32_t cap = n / m;
@@ -418,17 +558,24 @@ static int pack_items(const float *w, int32_t n, int32_t m, const ds_excl *ex, d
     return 0;
   }
   sort_desc(w, n, s);
-  ds_heap h = {s->heap, m};
   for (int32_t d = 0; d < m; d++) {
     s->pload[d] = 0;
     s->pcnt[d] = 0;
-    h.a[d] = key_up(0, d); /* all loads 0: index order is a valid heap */
   }
   if (ex->expert) {
     for (int32_t e = 0; e < ex->num_experts; e++)
       s->dev_num[e] = 0;
   }
-  for (int32_t t = 0; t < n; t++) {
+  int32_t t = place_first_round(w, m, ex, cap, s);
+  if (t == m && cap == DS_PAIR)
+    return pack_pairs(w, n, m, ex, s);
+  ds_heap h = {s->heap, 0};
+  for (int32_t d = 0; d < m; d++)
+    if (s->pcnt[d] < cap)
+      h.a[h.n++] = key_up(s->pload[d], d);
+  for (int32_t i = h.n / 2 - 1; i >= 0; i--)
+    heap_down(&h, i);
+  for (; t < n; t++) {
     int32_t q = key_index(s->order[t]);
     if (!ex->expert) {
       int32_t d = key_index(h.a[0]);
@@ -493,8 +640,10 @@ static int plan_layer(const ds_shape *sh, int no_dups, ds_scratch *s, int32_t *p
       s->x[j] = s->w[mlog[j]];
     replicate(s->x, sh->En, sh->Pn, no_dups ? sh->Gn : 0, s);
     /* Step 3: pack the replicas onto the node's devices. */
+    for (int32_t j = 0; j < sh->En; j++)
+      s->xq[j] = s->x[j] / (float)s->cnt[j]; /* one division per expert, not per replica */
     for (int32_t q = 0; q < sh->Pn; q++)
-      s->y[q] = s->x[s->ph[q]] / (float)s->cnt[s->ph[q]];
+      s->y[q] = s->xq[s->ph[q]];
     ds_excl ex = {NULL, sh->En};
     if (no_dups) {
       ex.expert = s->ph;
