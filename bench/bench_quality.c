@@ -13,6 +13,7 @@
 #include "eplb.h"
 #include "quality_int.h"
 #include "eplb_rand.h"
+#include "test_oracles.h"
 
 /* Layers and experts of a DeepSeek-V3-like model. */
 #define BENCH_LAYERS 58
@@ -300,37 +301,6 @@ static void replan_budgets(void) {
 #define PAIR_SIZES 2
 #define PAIR_POOLS 20
 
-/* Orders doubles descending. */
-static int desc_cmp(const void *pa, const void *pb) {
-  double a = *(const double *)pa, b = *(const double *)pb;
-  return a < b ? 1 : a > b ? -1 : 0;
-}
-
-/* The smallest largest pair sum over every count vector (largest item with smallest; duplicates
- * allowed, so a lower bound on any duplicate-free plan). */
-static void pair_search(const double *w, int32_t n, int32_t G, int32_t *d, int32_t e,
-                        int32_t left, double *it, double *best) {
-  if (e == n - 1) {
-    if (left < 1 || left > G)
-      return;
-    d[e] = left;
-    int32_t m = 0;
-    for (int32_t i = 0; i < n; i++)
-      for (int32_t r = 0; r < d[i]; r++)
-        it[m++] = w[i] / d[i];
-    qsort(it, (size_t)m, sizeof *it, desc_cmp);
-    double mx = 0;
-    for (int32_t k = 0; k < G; k++)
-      mx = it[k] + it[m - 1 - k] > mx ? it[k] + it[m - 1 - k] : mx;
-    *best = mx < *best ? mx : *best;
-    return;
-  }
-  for (int32_t c = 1; c <= G && c <= left - (n - 1 - e); c++) {
-    d[e] = c;
-    pair_search(w, n, G, d, e + 1, left - c, it, best);
-  }
-}
-
 /* Prints, for small lognormal pools with 2 slots per device, the exact optimum over counts
  * against LB and the balanced engine against that optimum. */
 static void pair_gaps(void) {
@@ -349,7 +319,7 @@ static void pair_gaps(void) {
           w[e] = floor(MEAN_COUNT * exp(SIGMAS[g] * u - SIGMAS[g] * SIGMAS[g] / 2)) + 1;
         }
         double opt = INFINITY, m = 0, lb = eplb__pool_bound(w, n, 2 * G, G);
-        pair_search(w, n, G, d, 0, 2 * G, it, &opt);
+        oracle_pair_optimum(w, n, G, d, 0, 2 * G, it, &opt);
         eplb__pool pl = {0};
         pl.n = n;
         pl.w = w;

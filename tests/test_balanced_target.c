@@ -16,6 +16,7 @@
 
 #include "quality_int.h"
 #include "eplb_rand.h"
+#include "test_oracles.h"
 
 /* Random pools per check. */
 #define RANDOM_CASES 300
@@ -190,39 +191,6 @@ static void optimum_of_tiny_pools_is_above_the_bound_and_below_the_engine(void *
 #define PAIR_G 8
 #define PAIR_CASES 20
 
-/* Orders doubles descending. */
-static int desc_cmp(const void *pa, const void *pb) {
-  double a = *(const double *)pa, b = *(const double *)pb;
-  return a < b ? 1 : a > b ? -1 : 0;
-}
-
-/* The optimum with two slots per device when duplicates are allowed (a lower bound on the
- * duplicate-free optimum): every count vector, its items paired largest with smallest (the
- * pairing that minimises the largest pair sum, by the classic exchange argument). */
-static void pair_rec(const double *w, int32_t n, int32_t G, int32_t *d, int32_t e, int32_t left,
-                     double *best) {
-  if (e == n - 1) {
-    if (left < 1 || left > G)
-      return;
-    d[e] = left;
-    double it[2 * PAIR_G];
-    int32_t m = 0;
-    for (int32_t i = 0; i < n; i++)
-      for (int32_t r = 0; r < d[i]; r++)
-        it[m++] = w[i] / d[i];
-    qsort(it, (size_t)m, sizeof *it, desc_cmp);
-    double mx = 0;
-    for (int32_t k = 0; k < G; k++)
-      mx = it[k] + it[m - 1 - k] > mx ? it[k] + it[m - 1 - k] : mx;
-    *best = mx < *best ? mx : *best;
-    return;
-  }
-  for (int32_t c = 1; c <= G && c <= left - (n - 1 - e); c++) {
-    d[e] = c;
-    pair_rec(w, n, G, d, e + 1, left - c, best);
-  }
-}
-
 /* With 2 slots per device: LB <= the exact optimum over counts <= the engine's plan, for pools
  * of 8 experts on 8 devices; the gaps are printed (they show how loose LB is with pairs). */
 static void pairs_exact_optimum_lies_between_the_bound_and_the_engine(void **state) {
@@ -234,8 +202,8 @@ static void pairs_exact_optimum_lies_between_the_bound_and_the_engine(void **sta
     for (int32_t e = 0; e < PAIR_N; e++)
       w[e] = heavy_load();
     int32_t d[PAIR_N];
-    double opt = INFINITY;
-    pair_rec(w, PAIR_N, PAIR_G, d, 0, 2 * PAIR_G, &opt);
+    double opt = INFINITY, it[2 * PAIR_G];
+    oracle_pair_optimum(w, PAIR_N, PAIR_G, d, 0, 2 * PAIR_G, it, &opt);
     double lb = eplb__pool_bound(w, PAIR_N, 2 * PAIR_G, PAIR_G);
     eplb__pool pl = {0};
     pl.n = PAIR_N;

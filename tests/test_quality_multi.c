@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "eplb.h"
+#include "test_oracles.h"
 
 #define NUM_INPUTS 3
 
@@ -38,28 +39,11 @@ static void make_inputs(int32_t L, int32_t E, eplb_loads **in) {
   }
 }
 
-/* The busiest device's load of layer l of p under loads x, from phy2log alone. */
-static double busiest(const eplb_loads *x, const eplb_placement *p, int32_t l) {
-  int32_t R = p->num_slots, G = p->num_gpus, S = R / G, E = x->num_experts;
-  const int32_t *row = p->phy2log + (size_t)l * R;
-  int32_t cnt[256] = {0};
-  for (int32_t s = 0; s < R; s++)
-    cnt[row[s]]++;
-  double mx = 0;
-  for (int32_t d = 0; d < G; d++) {
-    double sum = 0;
-    for (int32_t s = d * S; s < (d + 1) * S; s++)
-      sum += x->load[(size_t)l * E + row[s]] / cnt[row[s]];
-    mx = sum > mx ? sum : mx;
-  }
-  return mx;
-}
-
 /* The objective of layer l of p over the inputs. */
 static double objective(eplb_loads **in, const eplb_placement *p, int32_t l, eplb_objective obj) {
   double v = 0;
   for (int i = 0; i < NUM_INPUTS; i++) {
-    double m = busiest(in[i], p, l);
+    double m = oracle_busiest(in[i], p, l);
     v = obj == EPLB_OBJECTIVE_MAX ? (m > v ? m : v) : v + m / NUM_INPUTS;
   }
   return v;

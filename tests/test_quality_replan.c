@@ -16,6 +16,7 @@
 
 #include "eplb.h"
 #include "quality_int.h"
+#include "test_oracles.h"
 
 static uint64_t rng = 31;
 
@@ -59,22 +60,6 @@ static int64_t total_moves(const eplb_placement *old, const eplb_placement *p) {
     k += m;
   }
   return k;
-}
-
-/* The busiest device of layer l, recomputed from phy2log. */
-static double busiest(const eplb_loads *x, const eplb_placement *p, int32_t l) {
-  int32_t R = p->num_slots, G = p->num_gpus, S = R / G, E = x->num_experts, cnt[64] = {0};
-  const int32_t *row = p->phy2log + (size_t)l * R;
-  for (int32_t s = 0; s < R; s++)
-    cnt[row[s]]++;
-  double mx = 0;
-  for (int32_t d = 0; d < G; d++) {
-    double sum = 0;
-    for (int32_t s = d * S; s < (d + 1) * S; s++)
-      sum += x->load[(size_t)l * E + row[s]] / cnt[row[s]];
-    mx = sum > mx ? sum : mx;
-  }
-  return mx;
 }
 
 /* ---- assignment ---- */
@@ -156,8 +141,10 @@ static void unlimited_replan_keeps_balance_and_moves_no_more_than_unmatched(void
     assert_int_equal(eplb_plan(y, &pr, &fresh), 0);
     assert_int_equal(eplb_plan_replan(y, &pr, old, -1, &p), 0);
     assert_int_equal(eplb_placement_validate(p, 0), 0);
-    for (int32_t l = 0; l < 4; l++)
-      assert_true(fabs(busiest(y, p, l) - busiest(y, fresh, l)) <= 1e-9 * busiest(y, fresh, l));
+    for (int32_t l = 0; l < 4; l++) {
+      double got = oracle_busiest(y, p, l), want = oracle_busiest(y, fresh, l);
+      assert_true(fabs(got - want) <= 1e-9 * want);
+    }
     int64_t matched = total_moves(old, p), unmatched = total_moves(old, fresh);
     assert_true(matched <= unmatched);
     if (h == EPLB_HIER_NONE)
@@ -206,7 +193,7 @@ static void budgets_are_respected_and_moves_only_buy_balance(void **state) {
   int64_t all = total_moves(old, full);
   double old_sum = 0;
   for (int32_t l = 0; l < 8; l++)
-    old_sum += busiest(y, old, l);
+    old_sum += oracle_busiest(y, old, l);
   for (int k = 0; k <= 4; k++) {
     int64_t budget = all * k / 4;
     eplb_placement *p = NULL;
@@ -215,7 +202,7 @@ static void budgets_are_respected_and_moves_only_buy_balance(void **state) {
     assert_int_equal(eplb_placement_validate(p, 0), 0);
     double sum = 0;
     for (int32_t l = 0; l < 8; l++) {
-      sum += busiest(y, p, l);
+      sum += oracle_busiest(y, p, l);
     }
     assert_true(sum <= old_sum * (1 + 1e-12)); /* moves are only spent where they help */
     if (k == 4)
