@@ -2,7 +2,8 @@
  * lognormal loads, for the settings of the issue's table (58 layers x 256 experts, 8 groups):
  * max device load over the lower bound LB (mean and worst over layers and workloads), weights
  * moved between consecutive workloads' plans, and time per plan. Then the goals sweep: 64-256
- * experts, sigma 0.7-2.0, hierarchy none. Usage: bench_quality [workloads] */
+ * experts, sigma 0.7-2.0, hierarchy none; the same goals on the real counts of ../shared/data;
+ * strict's node partition against every partition of the groups. Usage: bench_quality [workloads] */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -340,6 +341,180 @@ static void pair_gaps(void) {
     }
 }
 
+/* ---- goals on real counts ---- */
+
+/* Real-count files of ../shared/data and the four slot densities of the issue's table: R/E of
+ * 1.125, 1.25, 1.5 and 2 (9, 5, 3 and 2 slots per device). */
+static const char *REAL_FILES[] = {"olmoe_arxiv", "olmoe_c4", "olmoe_github", "olmoe_sft_tulu",
+                                   "olmoe_wikipedia", "mixtral_arxiv", "mixtral_github"};
+static const int32_t REAL_SLOTS[] = {9, 5, 3, 2};
+static const int32_t REAL_GOAL_DIV[] = {8, 4, 2, 1}; /* G = E / div */
+#define NUM_REAL_FILES (sizeof REAL_FILES / sizeof REAL_FILES[0])
+#define NUM_REAL_SLOTS (sizeof REAL_SLOTS / sizeof REAL_SLOTS[0])
+
+/* Worst max/LB of balanced none and deepseek over the layers of every real-count file, at 9, 5,
+ * 3 and 2 slots per device. */
+static void real_goals(void) {
+  printf("goals on ../shared/data (real counts), worst max/LB over layers, balanced none "
+         "(deepseek in brackets):\n");
+  for (size_t f = 0; f < NUM_REAL_FILES; f++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/../shared/data/olmoe/%s.json", EPLB_SOURCE_DIR,
+             REAL_FILES[f]);
+    eplb_loads *x = NULL;
+    if (eplb_loads_read_file(path, 0, &x)) {
+      printf("  %s\n", eplb_last_error());
+      continue;
+    }
+    printf("  %-16s E %3d:", REAL_FILES[f], x->num_experts);
+    for (size_t k = 0; k < NUM_REAL_SLOTS; k++) {
+      int32_t G = x->num_experts / REAL_GOAL_DIV[k], S = REAL_SLOTS[k];
+      double worst[2] = {NAN, NAN};
+      for (int pol = 0; pol < 2; pol++) {
+        eplb_params pr;
+        eplb_params_init(&pr);
+        pr.num_replicas = G * S;
+        pr.num_gpus = G;
+        pr.num_groups = 1;
+        pr.num_nodes = 1;
+        pr.policy = pol ? EPLB_POLICY_DEEPSEEK : EPLB_POLICY_BALANCED;
+        pr.hierarchy = EPLB_HIER_NONE;
+        eplb_placement *p = NULL;
+        tally t = {0};
+        if (eplb_plan(x, &pr, &p) == 0)
+          add_ratios(&t, x, p);
+        else
+          printf(" [%s]", eplb_last_error());
+        worst[pol] = t.layers ? t.worst : NAN;
+        eplb_placement_free(p);
+      }
+      printf("  %d/dev G%-3d %.4f (%.4f)", S, G, worst[0], worst[1]);
+    }
+    printf("\n");
+    eplb_loads_free(x);
+  }
+}
+
+/* ---- strict: the node partition against every partition ---- */
+
+/* The setting where strict chooses among partitions (K 8, N 4: 105 ways to pair the groups). */
+#define PART_R 288
+#define PART_K 8
+#define PART_N 4
+#define PART_G 32
+#define PART_MAX 128
+
+/* Appends to out every way to finish node_of: block `block` has `fill` groups so far, its next
+ * member is taken from groups >= from; a new block starts with the lowest free group (blocks
+ * are unordered). */
+static void split_groups(int32_t *node_of, int32_t block, int32_t fill, int32_t from,
+                         int32_t (*out)[PART_K], int *count) {
+  int32_t b = PART_K / PART_N;
+  if (block == PART_N) {
+    if (*count < PART_MAX)
+      memcpy(out[(*count)++], node_of, PART_K * sizeof *node_of);
+    return;
+  }
+  for (int32_t g = from; g < PART_K; g++) {
+    if (node_of[g] >= 0)
+      continue;
+    node_of[g] = block;
+    if (fill + 1 == b)
+      split_groups(node_of, block + 1, 0, 0, out, count);
+    else
+      split_groups(node_of, block, fill + 1, g + 1, out, count);
+    node_of[g] = -1;
+    if (fill == 0)
+      break; /* the lowest free group opens the block */
+  }
+}
+
+/* Lists every split of PART_K groups into PART_N unordered blocks of PART_K / PART_N groups as
+ * node_of rows. @return how many (<= PART_MAX). */
+static int list_partitions(int32_t (*out)[PART_K]) {
+  int32_t node_of[PART_K];
+  int count = 0;
+  for (int32_t g = 0; g < PART_K; g++)
+    node_of[g] = -1;
+  split_groups(node_of, 0, 0, 0, out, &count);
+  return count;
+}
+
+/* The busiest device load of strict plans per node for one partition of one layer: every node's
+ * pool solved with the same engine, at full effort (no early stop at the heaviest node's bound). */
+static double partition_value(const double *w, const int32_t *node_of, int32_t *slot) {
+  int32_t E = BENCH_EXPERTS, gs = E / PART_K, Gn = PART_G / PART_N, S = PART_R / PART_G;
+  double buf[BENCH_EXPERTS], worst = 0;
+  for (int32_t n = 0; n < PART_N; n++) {
+    int32_t m = 0;
+    for (int32_t e = 0; e < E; e++)
+      if (node_of[e / gs] == n)
+        buf[m++] = w[e];
+    eplb__pool pl = {0};
+    pl.n = m;
+    pl.w = buf;
+    pl.ndev = Gn;
+    pl.slots = S;
+    pl.max_rounds = 24;
+    pl.descent_iters = 400;
+    double mx = 0;
+    if (eplb__pool_solve(&pl, slot, &mx))
+      return INFINITY;
+    worst = mx > worst ? mx : worst;
+  }
+  return worst;
+}
+
+/* For every layer of the first workloads: strict's busiest device against the best over all
+ * partitions of the groups (each solved per node at full effort) and deepseek's. */
+static void partition_check(eplb_loads **wl, int nw) {
+  static int32_t parts[PART_MAX][PART_K];
+  int np = list_partitions(parts);
+  int32_t slot[PART_R];
+  eplb_params pr;
+  eplb_params_init(&pr);
+  pr.num_replicas = PART_R;
+  pr.num_groups = PART_K;
+  pr.num_nodes = PART_N;
+  pr.num_gpus = PART_G;
+  pr.policy = EPLB_POLICY_BALANCED;
+  pr.hierarchy = EPLB_HIER_STRICT;
+  double sum = 0, worst = 0, sum_part = 0;
+  int64_t layers = 0, within = 0, best_is_ours = 0;
+  for (int i = 0; i < nw && i < (int)NUM_SIGMAS; i++) {
+    eplb_placement *p = NULL;
+    if (eplb_plan(wl[i], &pr, &p))
+      continue;
+    double *dev = malloc(PART_G * sizeof *dev);
+    for (int32_t l = 0; dev && l < wl[i]->num_layers; l++) {
+      const double *w = wl[i]->load + (size_t)l * BENCH_EXPERTS;
+      eplb_device_loads(wl[i], p, l, dev);
+      double ours = 0, best = INFINITY;
+      for (int32_t d = 0; d < PART_G; d++)
+        ours = dev[d] > ours ? dev[d] : ours;
+      for (int k = 0; k < np; k++) {
+        double v = partition_value(w, parts[k], slot);
+        best = v < best ? v : best;
+      }
+      double r = ours / best;
+      sum += r;
+      worst = r > worst ? r : worst;
+      within += r <= 1.01;
+      best_is_ours += r <= 1 + 1e-12;
+      sum_part += np;
+      layers++;
+    }
+    free(dev);
+    eplb_placement_free(p);
+  }
+  printf("strict node partition, R %d K %d N %d G %d: %d partitions of the groups, each planned "
+         "per node; strict's busiest device / best partition's, over %lld layers: mean %.4f "
+         "worst %.4f; within 1%%: %lld layers; at or below the best: %lld\n",
+         PART_R, PART_K, PART_N, PART_G, np, (long long)layers, layers ? sum / layers : NAN,
+         worst, (long long)within, (long long)best_is_ours);
+  (void)sum_part;
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv) {
@@ -408,6 +583,8 @@ int main(int argc, char **argv) {
       }
     printf("\n");
   }
+  real_goals();
+  partition_check(wl, nw);
   pair_gaps();
   load_shift();
   replan_budgets();
