@@ -3,7 +3,8 @@
  * max device load over the lower bound LB (mean and worst over layers and workloads), weights
  * moved between consecutive workloads' plans, and time per plan. Then the goals sweep: 64-256
  * experts, sigma 0.7-2.0, hierarchy none; the same goals on the real counts of ../shared/data;
- * strict's node partition against every partition of the groups. Usage: bench_quality [workloads] */
+ * soft against none layer by layer; strict's node partition against every partition of the
+ * groups. Usage: bench_quality [workloads] */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -341,6 +342,65 @@ static void pair_gaps(void) {
     }
 }
 
+/* ---- soft against none, layer by layer ---- */
+
+/* The busiest device of every layer of p, into mx[num_layers]. */
+static void layer_max(const eplb_loads *x, const eplb_placement *p, double *mx) {
+  double *dev = malloc((size_t)p->num_gpus * sizeof *dev);
+  for (int32_t l = 0; dev && l < x->num_layers; l++) {
+    eplb_device_loads(x, p, l, dev);
+    mx[l] = 0;
+    for (int32_t d = 0; d < p->num_gpus; d++)
+      mx[l] = dev[d] > mx[l] ? dev[d] : mx[l];
+  }
+  free(dev);
+}
+
+/* For the settings where soft applies: soft's busiest device over none's, layer by layer. */
+static void soft_vs_none(eplb_loads **wl, int nw) {
+  printf("soft vs none, layer by layer (soft's busiest device / none's):\n");
+  for (size_t s = 0; s < NUM_SETTINGS; s++) {
+    const setting *st = &SETTINGS[s];
+    if (st->K % st->N)
+      continue;
+    double sum = 0, worst = 0;
+    int64_t layers = 0, within = 0;
+    for (int i = 0; i < nw; i++) {
+      eplb_placement *ps = NULL, *pn = NULL;
+      eplb_params pr;
+      eplb_params_init(&pr);
+      pr.num_replicas = st->R;
+      pr.num_groups = st->K;
+      pr.num_nodes = st->N;
+      pr.num_gpus = st->G;
+      pr.policy = EPLB_POLICY_BALANCED;
+      pr.hierarchy = EPLB_HIER_SOFT;
+      double *ms = malloc(2 * (size_t)wl[i]->num_layers * sizeof *ms);
+      int ok = ms && eplb_plan(wl[i], &pr, &ps) == 0;
+      pr.hierarchy = EPLB_HIER_NONE;
+      ok = ok && eplb_plan(wl[i], &pr, &pn) == 0;
+      if (ok) {
+        double *mn = ms + wl[i]->num_layers;
+        layer_max(wl[i], ps, ms);
+        layer_max(wl[i], pn, mn);
+        for (int32_t l = 0; l < wl[i]->num_layers; l++) {
+          double r = ms[l] / mn[l];
+          sum += r;
+          worst = r > worst ? r : worst;
+          within += r <= 1.01;
+          layers++;
+        }
+      }
+      free(ms);
+      eplb_placement_free(ps);
+      eplb_placement_free(pn);
+    }
+    printf("  R %d, K %d, N %d, G %d: mean %.4f worst %.4f; within 1%% in %lld of %lld layers\n",
+           st->R, st->K, st->N, st->G, layers ? sum / (double)layers : NAN, worst,
+           (long long)within, (long long)layers);
+  }
+}
+
 /* ---- goals on real counts ---- */
 
 /* Real-count files of ../shared/data and the four slot densities of the issue's table: R/E of
@@ -583,6 +643,7 @@ int main(int argc, char **argv) {
       }
     printf("\n");
   }
+  soft_vs_none(wl, nw);
   real_goals();
   partition_check(wl, nw);
   pair_gaps();
