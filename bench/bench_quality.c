@@ -591,10 +591,12 @@ int main(int argc, char **argv) {
     const char *name;
     eplb_policy pol;
     eplb_hierarchy h;
-  } POLICIES[] = {{"deepseek", EPLB_POLICY_DEEPSEEK, EPLB_HIER_AUTO},
-                  {"balanced strict", EPLB_POLICY_BALANCED, EPLB_HIER_STRICT},
-                  {"balanced soft", EPLB_POLICY_BALANCED, EPLB_HIER_SOFT},
-                  {"balanced none", EPLB_POLICY_BALANCED, EPLB_HIER_NONE}};
+    int global; /* plan with one group on one node (DeepSeek's global mode) */
+  } POLICIES[] = {{"deepseek", EPLB_POLICY_DEEPSEEK, EPLB_HIER_AUTO, 0},
+                  {"deepseek global", EPLB_POLICY_DEEPSEEK, EPLB_HIER_AUTO, 1},
+                  {"balanced strict", EPLB_POLICY_BALANCED, EPLB_HIER_STRICT, 0},
+                  {"balanced soft", EPLB_POLICY_BALANCED, EPLB_HIER_SOFT, 0},
+                  {"balanced none", EPLB_POLICY_BALANCED, EPLB_HIER_NONE, 0}};
   for (size_t s = 0; s < NUM_SETTINGS; s++) {
     const setting *st = &SETTINGS[s];
     printf("R %d, K %d, N %d, G %d (%d slots/device)\n", st->R, st->K, st->N, st->G,
@@ -604,8 +606,8 @@ int main(int argc, char **argv) {
       eplb_params pr;
       eplb_params_init(&pr);
       pr.num_replicas = st->R;
-      pr.num_groups = st->K;
-      pr.num_nodes = st->N;
+      pr.num_groups = POLICIES[k].global ? 1 : st->K;
+      pr.num_nodes = POLICIES[k].global ? 1 : st->N;
       pr.num_gpus = st->G;
       pr.policy = POLICIES[k].pol;
       pr.hierarchy = POLICIES[k].h;
