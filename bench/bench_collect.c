@@ -199,6 +199,8 @@ static double bench_baseline(const int32_t *const *bufs, int calls, size_t dump_
 #define PY_RANK 0 /* the rank whose file the Python baseline keeps */
 #define WHY_LEN 256
 
+#ifdef EPLB_BENCH_PYTHON
+
 /* Counts that `calls` calls (layer i % LAYERS, buffer i % BUFFERS) must add to a file of zeros. */
 static void expected_counts(const void *const *bufs, eplb_id_type type, int calls, uint64_t *exp) {
   memset(exp, 0, sizeof(uint64_t) * LAYERS * EXPERTS);
@@ -209,8 +211,6 @@ static void expected_counts(const void *const *bufs, eplb_id_type type, int call
                                 : ((const int64_t *)bufs[i % BUFFERS])[j]]++;
   }
 }
-
-#ifdef EPLB_BENCH_PYTHON
 
 /* Upstream's per-call code path (MindSpeed-RL fused_moe.py, per-rank file), restated in Python,
  * with the set-up and read-back helpers the benchmark needs around it. */
@@ -516,7 +516,8 @@ int main(int argc, char **argv) {
     rc[m] = bench_baseline(base, baseline_calls, JSON_COMPACT);
     if (r32[m] <= 0 || r64[m] <= 0 || rb[m] <= 0 || rc[m] <= 0 ||
         (py && (rp32[m] <= 0 || rp64[m] <= 0))) {
-      fprintf(stderr, "bench_collect: a measure failed: %s\n", eplb_last_error());
+      const char *e = eplb_last_error();
+      fprintf(stderr, "bench_collect: a measure failed%s%s\n", *e ? ": " : " (see above)", e);
       return 1;
     }
   }
