@@ -221,7 +221,8 @@ static const char py_source[] =
     "    import torch\n"
     "    UNIQUE = 'torch.unique ' + torch.__version__\n"
     "    def as_ids(raw, dtype, topk):\n"
-    "        return torch.frombuffer(bytearray(raw), dtype=getattr(torch, dtype)).reshape(-1, topk)\n"
+    "        t = torch.frombuffer(bytearray(raw), dtype=getattr(torch, dtype))\n"
+    "        return t.reshape(-1, topk)\n"
     "    def unique_counts(ids):\n"
     "        return torch.unique(ids, return_counts=True)\n"
     "except ImportError:\n"
@@ -266,7 +267,8 @@ static const char py_source[] =
     "def where():\n"
     "    import sys\n"
     "    mod = torch if UNIQUE and UNIQUE.startswith('torch') else (numpy if UNIQUE else None)\n"
-    "    return sys.version.split()[0] + ' at ' + sys.prefix + (', ' + mod.__file__ if mod else '')\n";
+    "    at = ', ' + mod.__file__ if mod else ''\n"
+    "    return sys.version.split()[0] + ' at ' + sys.prefix + at\n";
 
 /* The interpreter's functions and the ids as arrays ([0] int32, [1] int64), made once. */
 struct py_base {
@@ -375,7 +377,7 @@ static double bench_python(struct py_base *pb, const void *const *bufs, eplb_id_
     if (PyLong_AsUnsignedLongLong(PyList_GET_ITEM(r, i)) != exp[i])
       bad = i;
   if (bad >= 0)
-    fprintf(stderr, "bench_collect: Python baseline's file has layer %d expert %d = %llu, want %llu\n",
+    fprintf(stderr, "bench_collect: Python baseline's file: layer %d expert %d = %llu, want %llu\n",
             bad / EXPERTS, bad % EXPERTS,
             (unsigned long long)PyLong_AsUnsignedLongLong(PyList_GET_ITEM(r, bad)),
             (unsigned long long)exp[bad]);
@@ -426,6 +428,11 @@ static const char *verdict(double ours, double base) {
   return ours >= GOAL_IDS_PER_S && ours / base >= GOAL_RATIO ? "met" : "NOT met";
 }
 
+/* Prints one ratio, ours over a baseline, aligned with the figures. */
+static void print_ratio(const char *what, double ours, double base) {
+  printf("  ratio %-47s %10.0fx\n", what, ours / base);
+}
+
 /* Prints the figures, the ratios to every baseline and the goal's verdicts. */
 static void report(const struct figures *f, int calls, const char *py_why) {
   int py = f->py32 > 0;
@@ -443,21 +450,23 @@ static void report(const struct figures *f, int calls, const char *py_why) {
          f->c_indent, calls);
   printf("  baseline 3, C, compact JSON (cheaper than upstream)   %10.4g\n", f->c_compact);
   if (py) {
-    printf("  ratio int32 / baseline 1 (Python, int32)              %10.0fx\n", f->ours32 / f->py32);
-    printf("  ratio int64 / baseline 1 (Python, int64)              %10.0fx\n", f->ours64 / f->py64);
+    print_ratio("int32 / baseline 1 (Python, int32)", f->ours32, f->py32);
+    print_ratio("int64 / baseline 1 (Python, int64)", f->ours64, f->py64);
   }
-  printf("  ratio int32 / baseline 2 (C, indent 2)                %10.0fx\n", f->ours32 / f->c_indent);
-  printf("  ratio int64 / baseline 2 (C, indent 2)                %10.0fx\n", f->ours64 / f->c_indent);
-  printf("  ratio int32 / baseline 3 (C, compact)                 %10.0fx\n", f->ours32 / f->c_compact);
-  printf("  ratio int64 / baseline 3 (C, compact)                 %10.0fx\n", f->ours64 / f->c_compact);
+  print_ratio("int32 / baseline 2 (C, indent 2)", f->ours32, f->c_indent);
+  print_ratio("int64 / baseline 2 (C, indent 2)", f->ours64, f->c_indent);
+  print_ratio("int32 / baseline 3 (C, compact)", f->ours32, f->c_compact);
+  print_ratio("int64 / baseline 3 (C, compact)", f->ours64, f->c_compact);
   if (py)
     printf("  goal (>= %.0e ids/s and >= %.0fx the upstream baseline, judged against baseline 1, "
            "upstream's Python): int32 %s, int64 %s\n",
            GOAL_IDS_PER_S, GOAL_RATIO, verdict(f->ours32, f->py32), verdict(f->ours64, f->py64));
   else
-    printf("  goal (>= %.0e ids/s and >= %.0fx the upstream baseline): not judged against upstream's "
-           "Python, which did not run\n", GOAL_IDS_PER_S, GOAL_RATIO);
-  printf("  vs C re-implementation (baseline 2, an honest floor): int32 %s (%.0fx), int64 %s (%.0fx)\n",
+    printf("  goal (>= %.0e ids/s and >= %.0fx the upstream baseline): not judged against "
+           "upstream's Python, which did not run\n",
+           GOAL_IDS_PER_S, GOAL_RATIO);
+  printf("  vs C re-implementation (baseline 2, an honest floor): int32 %s (%.0fx), "
+         "int64 %s (%.0fx)\n",
          verdict(f->ours32, f->c_indent), f->ours32 / f->c_indent, verdict(f->ours64, f->c_indent),
          f->ours64 / f->c_indent);
 }
