@@ -2,7 +2,8 @@
 #   make demo   installs what is missing, builds, and runs the three steps on examples/ data
 #   make test   installs what is missing, builds, and runs every test, then the unit and CLI tests
 #               again in an AddressSanitizer + UndefinedBehaviorSanitizer build
-# Builds go to build/ and build-asan/; `make bench` runs the benchmarks.
+# Builds go to build/ and build-asan/; `make bench` installs what the benchmarks need, builds, and
+# runs the benchmarks.
 
 BUILD ?= build
 ASAN_BUILD ?= build-asan
@@ -10,8 +11,11 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES = build-essential cmake pkg-config jq libxml2-utils \
                libjansson-dev libyaml-dev libcmocka-dev libopenmpi-dev openmpi-bin
+# And what only the benchmarks need: bench_collect's baseline runs upstream's Python code in an
+# embedded CPython with numpy (the tests never need these).
+BENCH_DEB_PACKAGES = libpython3-dev python3-numpy
 
-.PHONY: all deps build asan demo test test-asan bench install clean
+.PHONY: all deps build asan demo test test-asan bench-deps bench install clean
 
 all: build
 
@@ -43,7 +47,13 @@ test: build asan
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) -L 'unit|cli'
 
-bench: build
+# Installs the benchmarks' packages, the way deps installs the others.
+bench-deps:
+	$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BENCH_DEB_PACKAGES)"
+
+# The packages first, so that the build's configure finds CPython.
+bench: bench-deps
+	$(MAKE) --no-print-directory build
 	bash bench/run_all.sh $(BUILD)
 
 install: build
