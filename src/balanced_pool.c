@@ -10,8 +10,9 @@
  *   5. still above the bound without a home rule: the target-driven construction of
  *      balanced_target.c, then 3-4 on its plan; with few slots per device the count descent of
  *      balanced_counts.c, then 2-4 on its counts. The lightest plan wins.
- * Everything is deterministic (ties go to the lower index); the only clock is an optional
- * deadline that cuts step 4 short. */
+ * With fixed counts (soft's per-node packing) only 2-3 run; given a complete plan to polish,
+ * only 3-4. Everything is deterministic (ties go to the lower index); the only clock is an
+ * optional deadline that cuts step 4 short. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdlib.h>
@@ -577,6 +578,8 @@ static int32_t near_top(const pstate *s, double m) {
 /* Runs count rounds on a packed and searched state until the busiest device is within STOP_TOL
  * of the bound, no shift helps, the round cap or the deadline. @return 0 or an error. */
 static int count_rounds(pstate *s, pstate *save, double stop) {
+  if (s->pl->fixed_counts)
+    return 0;
   int32_t tries = 0;
   int32_t *donors = eplb__calloc((size_t)DONOR_TRIES, sizeof *donors);
   if (!donors)
@@ -645,12 +648,18 @@ static int solve_counts(pstate *s, pstate *save, double stop) {
   return count_rounds(s, save, stop);
 }
 
-/* Loads a complete placement (pool-local expert per slot, no duplicates, no locality rule) into
- * the state, with the counts it implies. */
-static void load_plan(pstate *s, const int32_t *slot_expert) {
+/* Loads a complete placement (pool-local expert per slot, no duplicates; with a home rule, every
+ * expert with a replica in its home block) into the state, with the counts it implies. Under a
+ * home rule the expert's first replica in its home block (slot order) is the anchored one.
+ * @return 0, or EPLB_EPARAM when an expert lacks a replica in its home block. */
+static int load_plan(pstate *s, const int32_t *slot_expert) {
+  const int32_t *home = s->pl->home;
+  int32_t nb = home ? s->G / s->pl->block_size : 1;
   memset(s->cnt, 0, (size_t)s->n * sizeof *s->cnt);
   memset(s->load, 0, (size_t)s->G * sizeof *s->load);
   memset(s->has, 0, (size_t)s->G * (size_t)s->n);
+  memset(s->freeb, 0, (size_t)nb * sizeof *s->freeb);
+  memset(s->pending, 0, (size_t)nb * sizeof *s->pending);
   for (int32_t k = 0; k < s->P; k++)
     s->cnt[slot_expert[k]]++;
   for (int32_t e = 0; e < s->n; e++)
@@ -665,8 +674,24 @@ static void load_plan(pstate *s, const int32_t *slot_expert) {
       s->has[(size_t)d * s->n + e] = 1;
     }
   }
-  s->freeb[0] = 0;
-  s->pending[0] = 0;
+  if (!home)
+    return 0;
+  /* The anchors: has[] is reused as "anchored already" nowhere, so mark through cnt's sign. */
+  for (int32_t d = 0; d < s->G; d++)
+    for (int32_t k = d * s->S; k < (d + 1) * s->S; k++) {
+      int32_t e = s->slot[k];
+      if (block_of(s, d) == home[e] && s->cnt[e] > 0) {
+        s->anch[k] = 1;
+        s->cnt[e] = -s->cnt[e];
+      }
+    }
+  int rc = 0;
+  for (int32_t e = 0; e < s->n; e++) {
+    if (s->cnt[e] > 0)
+      rc = eplb__err(EPLB_EPARAM, "plan balanced: expert %d has no replica in its home block", e);
+    s->cnt[e] = s->cnt[e] < 0 ? -s->cnt[e] : s->cnt[e];
+  }
+  return rc;
 }
 
 /* Solves one pool: greedy counts through packing, swaps and count rounds; with few slots per
@@ -688,6 +713,21 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
   double stop = eplb__pool_bound(pl->w, s.n, s.P, s.G) * (1 + STOP_TOL);
   if (pl->target > stop)
     stop = pl->target;
+  if (pl->init_plan) {
+    /* Polish a given plan: swaps and count rounds only. */
+    rc = load_plan(&s, pl->init_plan);
+    if (!rc) {
+      swap_search(&s, stop);
+      rc = count_rounds(&s, &save, stop);
+    }
+    if (!rc) {
+      memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
+      *max_load = s.load[busiest(&s)];
+    }
+    state_free(&s);
+    state_free(&save);
+    return rc;
+  }
   if (pl->init_cnt)
     memcpy(s.cnt, pl->init_cnt, (size_t)s.n * sizeof *s.cnt);
   else
@@ -704,6 +744,8 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
     memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
     best = s.load[busiest(&s)];
   }
+  if (pl->fixed_counts)
+    goto done;
   /* Above the bound without locality rules: the target-driven construction, then swaps and
    * count rounds on its plan; the lighter plan is kept. */
   if (!rc && best > stop * (1 + DESCENT_FROM) && !pl->home) {
@@ -712,9 +754,11 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
     rc = alt ? eplb__target_solve(pl->w, s.n, s.G, s.S, stop / (1 + STOP_TOL), best, alt, &m)
              : eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     if (!rc && m > 0) {
-      load_plan(&s, alt);
-      swap_search(&s, stop);
-      rc = count_rounds(&s, &save, stop);
+      rc = load_plan(&s, alt);
+      if (!rc)
+        swap_search(&s, stop);
+      if (!rc)
+        rc = count_rounds(&s, &save, stop);
       if (!rc && s.load[busiest(&s)] < best) {
         memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
         best = s.load[busiest(&s)];
@@ -734,6 +778,7 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
       best = s.load[busiest(&s)];
     }
   }
+done:
   if (!rc)
     *max_load = best;
   free(greedy);

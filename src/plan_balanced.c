@@ -1,7 +1,9 @@
 /* plan_balanced.c - the balanced policy: locality (strict, soft, none) around the pool engine of
  * balanced_pool.c. Strict and soft first choose which node serves each expert group: an exact
  * search over set partitions of the groups (K <= EXACT_MAX_GROUPS) that minimises the largest
- * node lower bound, or largest-first packing of equal blocks beyond that. */
+ * node lower bound, or largest-first packing of equal blocks beyond that. Soft with few extra
+ * replicas then splits fixed counts over the nodes (balanced_soft.c) and polishes. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +15,12 @@
 #define COUNT_ROUNDS 24
 /* Soft pools get more: count rounds are their only move past the first-replica rule. */
 #define SOFT_ROUNDS 64
+/* Soft: a split plan this share above the bound is polished, down to this share. */
+#define SOFT_POLISH_FROM 2e-3
+/* Soft plans by decomposition when the extra replicas are at most this share of the slots
+ * (measured: better and faster there, e.g. R 288 for 256 experts; with more extras the node
+ * packing of fixed counts falls behind the pool under the rule). */
+#define SOFT_SPLIT_MAX_EXTRA 0.125
 /* Strict: a node's search stops within this share of the heaviest node's bound. */
 #define STRICT_TOL 5e-4
 /* Count-descent moves per pool with up to 16 slots per device (deterministic caps); two slots
@@ -215,6 +223,8 @@ typedef struct work {
   int32_t *slots;   /* [R] pool-local expert per slot */
   int32_t *node_of; /* [K] */
   int32_t *cnt;     /* [E] soft: global replica counts */
+  int32_t *cnt2;    /* [E] soft: the counts of the pool without locality */
+  int32_t *alt;     /* [R] soft: a second plan */
 } work;
 
 /* Plans one pool and writes its slots into row[first_slot..] as logical ids. */
@@ -226,6 +236,90 @@ static int solve_pool(const eplb__pool *pl, const work *wk, int32_t *row, int32_
   for (int32_t i = 0; i < pl->ndev * pl->slots; i++)
     row[first_slot + i] = wk->ids[wk->slots[i]];
   return 0;
+}
+
+/* Splits the layer with counts cnt (see eplb__soft_split) into `into`; keeps it in row when its
+ * busiest device beats *best. A split the counts cannot make is skipped. @return 0 or
+ * EPLB_ENOMEM. */
+static int try_split(const double *w, const eplb_params *pr, int32_t E, const work *wk,
+                     const int32_t *cnt, int32_t *into, int32_t *row, double *best) {
+  int32_t G = pr->num_gpus, N = pr->num_nodes, S = pr->num_replicas / G;
+  double m = 0;
+  int rc = eplb__soft_split(w, E, wk->home, N, G / N, S, cnt, into, &m);
+  if (rc == EPLB_EPARAM)
+    return 0;
+  if (!rc && m < *best) {
+    *best = m;
+    if (into != row)
+      memcpy(row, into, (size_t)G * S * sizeof *row);
+  }
+  return rc;
+}
+
+/* Plans one layer under hierarchy soft in the pool of all devices under the first-replica rule,
+ * from the counts that lighten the heaviest node's first replicas most. */
+static int soft_pool(const double *w, const eplb_params *pr, int32_t E, eplb__pool *pl,
+                     const work *wk, int32_t *row) {
+  int32_t G = pr->num_gpus, N = pr->num_nodes, R = pr->num_replicas;
+  double m = 0;
+  int rc = eplb__anchor_counts(w, E, wk->home, N, R, G, wk->cnt);
+  if (rc)
+    return rc;
+  pl->init_cnt = wk->cnt;
+  pl->init_plan = NULL;
+  return eplb__pool_solve(pl, row, &m);
+}
+
+/* Plans one layer under hierarchy soft (wk->home holds every expert's node). With few extra
+ * replicas (R - E <= R * SOFT_SPLIT_MAX_EXTRA) by decomposition: the counts of the min-max
+ * greedy, then those of the pool without locality, are split over the nodes (eplb__soft_split),
+ * and a plan still above the bound by more than SOFT_POLISH_FROM is polished by swaps and count
+ * rounds under the first-replica rule, down to that margin; the lightest plan wins. Otherwise,
+ * or when no split fits, soft_pool. */
+static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__pool *pl,
+                     const work *wk, int32_t *row) {
+  int32_t G = pr->num_gpus, N = pr->num_nodes, R = pr->num_replicas;
+  pl->n = E;
+  pl->w = w;
+  pl->ndev = G;
+  pl->home = wk->home;
+  pl->block_size = G / N;
+  if ((double)(R - E) > (double)R * SOFT_SPLIT_MAX_EXTRA)
+    return soft_pool(w, pr, E, pl, wk, row);
+  double lb = eplb__pool_bound(w, E, R, G), goal = lb * (1 + SOFT_POLISH_FROM);
+  double best = INFINITY;
+  eplb__min_max_share(w, E, R, G, wk->cnt);
+  int rc = try_split(w, pr, E, wk, wk->cnt, row, row, &best);
+  if (!rc && best > goal) {
+    /* The pool without locality moves replicas between experts until its packing fits. */
+    eplb__pool q = *pl;
+    q.home = NULL;
+    q.block_size = 0;
+    q.max_rounds = COUNT_ROUNDS;
+    double m = 0;
+    rc = eplb__pool_solve(&q, wk->alt, &m);
+    if (!rc) {
+      memset(wk->cnt2, 0, (size_t)E * sizeof *wk->cnt2);
+      for (int32_t i = 0; i < R; i++)
+        wk->cnt2[wk->alt[i]]++;
+      if (memcmp(wk->cnt, wk->cnt2, (size_t)E * sizeof *wk->cnt))
+        rc = try_split(w, pr, E, wk, wk->cnt2, wk->alt, row, &best);
+    }
+  }
+  if (rc)
+    return rc;
+  if (best == INFINITY)
+    return soft_pool(w, pr, E, pl, wk, row);
+  if (best <= goal)
+    return 0;
+  memcpy(wk->alt, row, (size_t)R * sizeof *row);
+  pl->init_plan = wk->alt;
+  pl->target = goal;
+  double m = 0;
+  rc = eplb__pool_solve(pl, wk->slots, &m);
+  if (!rc && m < best)
+    memcpy(row, wk->slots, (size_t)R * sizeof *row);
+  return rc;
 }
 
 /* Plans one layer with the given locality. */
@@ -252,22 +346,9 @@ static int plan_layer(const double *w, const eplb_params *pr, eplb_hierarchy h, 
   if (rc)
     return rc;
   if (h == EPLB_HIER_SOFT) {
-    for (int32_t e = 0; e < E; e++) {
-      wk->ids[e] = e;
+    for (int32_t e = 0; e < E; e++)
       wk->home[e] = wk->node_of[e / pt.gs];
-    }
-    pl.n = E;
-    pl.w = w;
-    pl.ndev = G;
-    pl.home = wk->home;
-    pl.block_size = G / N;
-    /* Start from the counts that lighten the heaviest node's first replicas most (the
-     * partition is chosen, so wk->cnt is free again). */
-    rc = eplb__anchor_counts(w, E, wk->home, N, pr->num_replicas, G, wk->cnt);
-    if (rc)
-      return rc;
-    pl.init_cnt = wk->cnt;
-    return solve_pool(&pl, wk, row, 0);
+    return plan_soft(w, pr, E, &pl, wk, row);
   }
   /* A node need not be better than the heaviest node's own bound. */
   double target = 0;
@@ -360,7 +441,10 @@ int eplb__plan_balanced(const eplb_loads *loads, const eplb_params *params, eplb
   wk.slots = eplb__calloc((size_t)R, sizeof *wk.slots);
   wk.node_of = eplb__calloc(K, sizeof *wk.node_of);
   wk.cnt = eplb__calloc((size_t)E, sizeof *wk.cnt);
-  if (!wk.w || !wk.wbuf || !wk.ids || !wk.home || !wk.slots || !wk.node_of || !wk.cnt)
+  wk.cnt2 = eplb__calloc((size_t)E, sizeof *wk.cnt2);
+  wk.alt = eplb__calloc((size_t)R, sizeof *wk.alt);
+  if (!wk.w || !wk.wbuf || !wk.ids || !wk.home || !wk.slots || !wk.node_of || !wk.cnt ||
+      !wk.cnt2 || !wk.alt)
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   double deadline = 0;
   if (params->time_budget_ms > 0)
@@ -377,5 +461,7 @@ int eplb__plan_balanced(const eplb_loads *loads, const eplb_params *params, eplb
   free(wk.slots);
   free(wk.node_of);
   free(wk.cnt);
+  free(wk.cnt2);
+  free(wk.alt);
   return rc;
 }

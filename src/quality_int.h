@@ -54,6 +54,10 @@ typedef struct eplb__pool {
                               eplb__anchor_counts); NULL: the greedy's */
   double target;        /* the search also stops once the busiest device is <= target (strict:
                            a node need not be better than the heaviest node's bound); 0: none */
+  int fixed_counts;     /* 1: keep init_cnt as it is (only packing and swaps) */
+  const int32_t *init_plan; /* [ndev*slots] a complete plan to polish (swaps and count rounds
+                               only; under a home rule every expert needs a replica in its home
+                               block); NULL: build one */
 } eplb__pool;
 
 /* Chooses replica counts and places the replicas of a pool to minimise the largest device load:
@@ -63,6 +67,16 @@ typedef struct eplb__pool {
  * d*slots..) and the largest device load to *max_load. @return 0, EPLB_ENOMEM, EPLB_EPARAM
  * (the pool cannot be filled without duplicates). */
 int eplb__pool_solve(const eplb__pool *pool, int32_t *slot_expert, double *max_load);
+
+/* ---- hierarchy soft by decomposition (balanced_soft.c) ---- */
+
+/* Places a layer of E experts on N nodes of Gn devices of S slots with the replica counts
+ * cnt[E] fixed (summing to N*Gn*S, each <= N*Gn): the first replica of expert e on node
+ * home[e], the extra replicas spread over the nodes to even their loads, each node then packed
+ * on its own. Writes the logical expert of every slot to row[N*Gn*S] and the busiest device's
+ * load to *max_load. @return 0, EPLB_ENOMEM, EPLB_EPARAM (the counts do not fit). */
+int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
+                     int32_t S, const int32_t *cnt, int32_t *row, double *max_load);
 
 /* ---- balanced policy (plan_balanced.c) ---- */
 

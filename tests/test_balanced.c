@@ -177,26 +177,31 @@ static void strict_keeps_every_replica_of_a_group_on_one_node(void **state) {
   eplb_loads_free(x);
 }
 
-static void soft_keeps_one_replica_of_each_expert_on_its_groups_node(void **state) {
-  (void)state;
-  rng_state = 13;
-  int32_t E = 64, K = 8, N = 4, G = 16, R = 96, gs = E / K, S = R / G;
-  eplb_loads *x = lognormal(4, E, 1.5);
+/* Plans L layers of lognormal loads under soft and asserts, from phy2log alone, that every group
+ * has a node holding all of its experts; returns how many (layer, expert) pairs use more than
+ * one node. With bound > 0, also asserts every layer's busiest device is within that factor of
+ * the lower bound. */
+static int check_soft(int32_t L, int32_t E, int32_t K, int32_t N, int32_t G, int32_t R,
+                      double sigma, double bound) {
+  int32_t gs = E / K, S = R / G;
+  eplb_loads *x = lognormal(L, E, sigma);
   eplb_params pr = params(R, K, N, G, EPLB_HIER_SOFT);
   eplb_placement *p = NULL;
   assert_int_equal(eplb_plan(x, &pr, &p), 0);
+  assert_valid(p);
   int spread = 0;
-  for (int32_t l = 0; l < 4; l++) {
-    /* on[e][n]: expert e has a replica on node n. */
-    int on[64][4] = {{0}};
+  unsigned char *on = calloc((size_t)E * (size_t)N, 1); /* on[e*N + n]: e has a replica on n */
+  assert_non_null(on);
+  for (int32_t l = 0; l < L; l++) {
+    memset(on, 0, (size_t)E * (size_t)N);
     for (int32_t s = 0; s < R; s++)
-      on[p->phy2log[(size_t)l * R + s]][node_of_device(s / S, G, N)] = 1;
+      on[(size_t)p->phy2log[(size_t)l * R + s] * N + node_of_device(s / S, G, N)] = 1;
     for (int32_t k = 0; k < K; k++) {
       int found = 0;
       for (int32_t n = 0; n < N && !found; n++) {
         int all = 1;
         for (int32_t j = 0; j < gs; j++)
-          all &= on[k * gs + j][n];
+          all &= on[(size_t)(k * gs + j) * N + n];
         found = all;
       }
       assert_true(found);
@@ -204,16 +209,37 @@ static void soft_keeps_one_replica_of_each_expert_on_its_groups_node(void **stat
     for (int32_t e = 0; e < E; e++) {
       int nodes = 0;
       for (int32_t n = 0; n < N; n++)
-        nodes += on[e][n];
+        nodes += on[(size_t)e * N + n];
       spread += nodes > 1;
     }
+    if (bound > 0) {
+      double lb = 0;
+      assert_int_equal(eplb_lower_bound(x, l, R, G, &lb), 0);
+      assert_true(max_load(x, p, l) <= bound * lb);
+    }
   }
-  assert_true(spread > 0); /* soft does use other nodes for extra replicas */
+  free(on);
   eplb_placement_free(p);
   eplb_loads_free(x);
+  return spread;
 }
 
-/* ---- quality ---- */
+static void soft_keeps_one_replica_of_each_expert_on_its_groups_node(void **state) {
+  (void)state;
+  rng_state = 13;
+  /* Many extra replicas (a third of the slots): the pool under the first-replica rule. */
+  assert_true(check_soft(4, 64, 8, 4, 16, 96, 1.5, 0) > 0); /* extras do use other nodes */
+}
+
+/* Few extra replicas (R 288 for 256 experts): soft plans by splitting fixed counts over the
+ * nodes, then polishing; the rule holds and every layer is within 1% of the lower bound (the
+ * issue asks soft to be within 1% of none, which is within 0.05% of the bound here). */
+static void soft_by_split_keeps_the_rule_and_stays_near_the_bound(void **state) {
+  (void)state;
+  rng_state = 14;
+  assert_true(check_soft(8, 256, 8, 4, 32, 288, 1.0, 1.01) > 0);
+  assert_true(check_soft(4, 128, 8, 2, 16, 144, 0.7, 1.01) > 0);
+}
 
 static void plans_are_deterministic(void **state) {
   (void)state;
@@ -441,6 +467,7 @@ int main(void) {
       cmocka_unit_test(plans_are_valid_without_duplicates_in_every_hierarchy),
       cmocka_unit_test(strict_keeps_every_replica_of_a_group_on_one_node),
       cmocka_unit_test(soft_keeps_one_replica_of_each_expert_on_its_groups_node),
+      cmocka_unit_test(soft_by_split_keeps_the_rule_and_stays_near_the_bound),
       cmocka_unit_test(plans_are_deterministic),
       cmocka_unit_test(no_plan_beats_the_lower_bound),
       cmocka_unit_test(none_is_within_0_2_percent_of_the_bound_at_9_slots_per_device),

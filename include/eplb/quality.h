@@ -6,9 +6,9 @@
  *   layer, never two replicas of one expert on a device. Per pool of devices (the whole cluster
  *   for hierarchy none and soft, one node for strict):
  *     1. counts by the exact min-max greedy of the lower bound below (cap: the pool's devices);
- *        under soft instead the counts that make the heaviest node's first replicas (sum of
- *        load_e / d_e over its experts) as light as possible, exactly, the remaining replicas
- *        then going to the largest shares;
+ *        under soft with many extra replicas (see Locality) instead the counts that make the
+ *        heaviest node's first replicas (sum of load_e / d_e over its experts) as light as
+ *        possible, exactly, the remaining replicas then going to the largest shares;
  *     2. largest-first packing, each replica to the lightest device with room lacking it;
  *     3. swap search: exchange a replica of the busiest device with a smaller one of another
  *        device while that lowers the pair's maximum (at most 4 steps per slot);
@@ -42,9 +42,20 @@
  *       squares), by exact search over set partitions into N non-empty blocks when K <= 10
  *       (blocks may differ in size: a heavy group may have a node to itself); beyond that, equal
  *       blocks by largest-first packing of group loads. Then steps 1-4 per node.
- *     soft: the same partition, balancing group load sums; each expert's first replica stays on
- *       its group's node, extra replicas go anywhere (packing reserves the node slots the first
- *       replicas still need; swaps keep a first replica on its node).
+ *     soft: the same partition search, a node's value being its first replicas' load under the
+ *       min-max counts; each expert's first replica stays on its group's node, extra replicas go
+ *       anywhere. With few extra replicas (R - E <= R / 8, e.g. 288 slots for 256 experts) by
+ *       decomposition: the counts are fixed (the min-max greedy's; when their plan ends over
+ *       0.2% above the bound, also those steps 1-6 reach without locality), the extra replicas
+ *       go largest first to the lightest node with a free slot and a device lacking the expert
+ *       (a replica over half a device's mean load preferably to a node holding fewer such
+ *       replicas than devices), then trade places between the heaviest node and another while
+ *       that lowers the heavier of the two; each node is then packed alone by steps 2-3 with its
+ *       counts fixed. A plan still over 0.2% above the bound goes through 3-4 on all devices
+ *       under the rule (stopping at 0.2%); the lightest plan is kept. With more extra replicas
+ *       (measured: there the fixed counts pack worse) steps 1-4 on all devices under the rule
+ *       (packing reserves the node slots the first replicas still need; swaps keep a first
+ *       replica on its node).
  *     none: groups and nodes ignored.
  *     auto (default): strict when N > 1 and K % N == 0, else none.
  *   Determinism: with time_budget_ms <= 0 the result depends on the input only. With a budget,

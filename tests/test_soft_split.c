@@ -1,0 +1,142 @@
+/* test_soft_split.c - soft's decomposition (eplb__soft_split): on random layers, the plan it
+ * returns has exactly the counts it was given, no expert twice on a device, every expert's first
+ * replica on its home node, and the busiest load it reports is the one recomputed here; a hand
+ * case where the only legal place for an extra replica is forced; counts that cannot fit are
+ * refused. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "eplb_rand.h"
+#include "quality_int.h"
+
+/* Random layers checked. */
+#define CASES 300
+
+static uint64_t rng_state = 21;
+
+/* A uniform number in (0, 1). */
+static double uniform(void) {
+  return ((double)(eplb__splitmix64(&rng_state) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+/* The busiest device of row (N*Gn devices of S slots), each replica carrying w / its count. */
+static double busiest(const double *w, int32_t E, const int32_t *row, int32_t P, int32_t S) {
+  int32_t *cnt = calloc((size_t)E, sizeof *cnt);
+  assert_non_null(cnt);
+  for (int32_t i = 0; i < P; i++)
+    cnt[row[i]]++;
+  double mx = 0;
+  for (int32_t d = 0; d < P / S; d++) {
+    double sum = 0;
+    for (int32_t i = d * S; i < (d + 1) * S; i++)
+      sum += w[row[i]] / cnt[row[i]];
+    mx = sum > mx ? sum : mx;
+  }
+  free(cnt);
+  return mx;
+}
+
+static void split_keeps_counts_devices_and_the_first_replica_rule(void **state) {
+  (void)state;
+  int done = 0;
+  for (int c = 0; c < CASES; c++) {
+    int32_t N = 1 + (int32_t)(uniform() * 4), Gn = 1 + (int32_t)(uniform() * 4);
+    int32_t S = 2 + (int32_t)(uniform() * 6), G = N * Gn, P = G * S;
+    int32_t E = S + (int32_t)(uniform() * (P - S)); /* S <= E <= P */
+    if (E < N)
+      continue;
+    double *w = malloc((size_t)E * sizeof *w);
+    int32_t *home = malloc((size_t)E * sizeof *home), *cnt = malloc((size_t)E * sizeof *cnt);
+    int32_t *row = malloc((size_t)P * sizeof *row);
+    assert_true(w && home && cnt && row);
+    double sigma = 0.5 + 1.5 * uniform();
+    for (int32_t e = 0; e < E; e++) {
+      double z = sqrt(-2 * log(uniform())) * cos(6.283185307179586 * uniform());
+      w[e] = floor(1000 * exp(sigma * z));
+      home[e] = (int32_t)((int64_t)e * N / E); /* contiguous groups of experts per node */
+    }
+    eplb__min_max_share(w, E, P, G, cnt);
+    double m = -1;
+    int rc = eplb__soft_split(w, E, home, N, Gn, S, cnt, row, &m);
+    if (rc == EPLB_EPARAM) { /* a node with more experts than slots, or an extra fits nowhere */
+      free(w);
+      free(home);
+      free(cnt);
+      free(row);
+      continue;
+    }
+    assert_int_equal(rc, 0);
+    done++;
+    int32_t *got = calloc((size_t)E, sizeof *got);
+    unsigned char *at_home = calloc((size_t)E, 1);
+    assert_true(got && at_home);
+    for (int32_t d = 0; d < G; d++)
+      for (int32_t i = d * S; i < (d + 1) * S; i++) {
+        int32_t e = row[i];
+        assert_true(e >= 0 && e < E);
+        got[e]++;
+        for (int32_t j = d * S; j < i; j++)
+          assert_int_not_equal(row[j], e); /* never twice on a device */
+        if (d / Gn == home[e])
+          at_home[e] = 1;
+      }
+    for (int32_t e = 0; e < E; e++) {
+      assert_int_equal(got[e], cnt[e]);
+      assert_true(at_home[e]);
+    }
+    assert_true(fabs(m - busiest(w, E, row, P, S)) <= 1e-9 * (m + 1));
+    free(got);
+    free(at_home);
+    free(w);
+    free(home);
+    free(cnt);
+    free(row);
+  }
+  assert_true(done >= CASES / 2); /* the check is not vacuous */
+}
+
+/* Two nodes of one device of 3 slots. Experts 0, 1 live on node 0, experts 2, 3 on node 1;
+ * loads 4, 1, 10, 1 with counts 2, 1, 1, 2. Node 0 is the lighter (2 + 1 against 10 + 0.5), but
+ * expert 0's extra replica cannot join its first one on node 0's single device: it must go to
+ * node 1, and expert 3's extra to node 0. Node 1 then carries 10 + 0.5 + 2. */
+static void an_extra_replica_goes_where_it_may(void **state) {
+  (void)state;
+  const double w[4] = {4, 1, 10, 1};
+  const int32_t home[4] = {0, 0, 1, 1}, cnt[4] = {2, 1, 1, 2};
+  int32_t row[6];
+  double m = 0;
+  assert_int_equal(eplb__soft_split(w, 4, home, 2, 1, 3, cnt, row, &m), 0);
+  int node1_has_0 = 0, node0_has_3 = 0;
+  for (int32_t i = 0; i < 3; i++)
+    node0_has_3 |= row[i] == 3;
+  for (int32_t i = 3; i < 6; i++)
+    node1_has_0 |= row[i] == 0;
+  assert_true(node1_has_0 && node0_has_3);
+  assert_true(fabs(m - 12.5) < 1e-12);
+}
+
+/* A node whose experts outnumber its slots cannot keep their first replicas: refused. */
+static void a_node_with_too_many_experts_is_refused(void **state) {
+  (void)state;
+  const double w[5] = {1, 1, 1, 1, 1};
+  const int32_t home[5] = {0, 0, 0, 0, 1}, cnt[5] = {1, 1, 1, 1, 2};
+  int32_t row[6];
+  double m = 0;
+  assert_int_equal(eplb__soft_split(w, 5, home, 2, 1, 3, cnt, row, &m), EPLB_EPARAM);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(split_keeps_counts_devices_and_the_first_replica_rule),
+      cmocka_unit_test(an_extra_replica_goes_where_it_may),
+      cmocka_unit_test(a_node_with_too_many_experts_is_refused),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
