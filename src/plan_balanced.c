@@ -17,6 +17,8 @@
 #define SOFT_ROUNDS 64
 /* Soft: a split plan this share above the bound is polished, down to this share. */
 #define SOFT_POLISH_FROM 2e-3
+/* Soft: a polished split still this share above the bound is planned the other way too. */
+#define SOFT_FALLBACK_FROM 1e-2
 /* Soft plans by decomposition when the extra replicas are at most this share of the slots
  * (measured: better and faster there, e.g. R 288 for 256 experts; with more extras the node
  * packing of fixed counts falls behind the pool under the rule). */
@@ -257,17 +259,18 @@ static int try_split(const double *w, const eplb_params *pr, int32_t E, const wo
 }
 
 /* Plans one layer under hierarchy soft in the pool of all devices under the first-replica rule,
- * from the counts that lighten the heaviest node's first replicas most. */
+ * from the counts that lighten the heaviest node's first replicas most; *mx gets the busiest
+ * device's load. */
 static int soft_pool(const double *w, const eplb_params *pr, int32_t E, eplb__pool *pl,
-                     const work *wk, int32_t *row) {
+                     const work *wk, int32_t *row, double *mx) {
   int32_t G = pr->num_gpus, N = pr->num_nodes, R = pr->num_replicas;
-  double m = 0;
   int rc = eplb__anchor_counts(w, E, wk->home, N, R, G, wk->cnt);
   if (rc)
     return rc;
   pl->init_cnt = wk->cnt;
   pl->init_plan = NULL;
-  return eplb__pool_solve(pl, row, &m);
+  pl->target = 0;
+  return eplb__pool_solve(pl, row, mx);
 }
 
 /* Plans one layer under hierarchy soft (wk->home holds every expert's node). With few extra
@@ -284,8 +287,9 @@ static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__po
   pl->ndev = G;
   pl->home = wk->home;
   pl->block_size = G / N;
+  double m = 0;
   if ((double)(R - E) > (double)R * SOFT_SPLIT_MAX_EXTRA)
-    return soft_pool(w, pr, E, pl, wk, row);
+    return soft_pool(w, pr, E, pl, wk, row, &m);
   double lb = eplb__pool_bound(w, E, R, G), goal = lb * (1 + SOFT_POLISH_FROM);
   double best = INFINITY;
   eplb__min_max_share(w, E, R, G, wk->cnt);
@@ -296,7 +300,6 @@ static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__po
     q.home = NULL;
     q.block_size = 0;
     q.max_rounds = COUNT_ROUNDS;
-    double m = 0;
     rc = eplb__pool_solve(&q, wk->alt, &m);
     if (!rc) {
       memset(wk->cnt2, 0, (size_t)E * sizeof *wk->cnt2);
@@ -309,16 +312,23 @@ static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__po
   if (rc)
     return rc;
   if (best == INFINITY)
-    return soft_pool(w, pr, E, pl, wk, row);
+    return soft_pool(w, pr, E, pl, wk, row, &m);
   if (best <= goal)
     return 0;
   memcpy(wk->alt, row, (size_t)R * sizeof *row);
   pl->init_plan = wk->alt;
   pl->target = goal;
-  double m = 0;
   rc = eplb__pool_solve(pl, wk->slots, &m);
-  if (!rc && m < best)
+  if (!rc && m < best) {
     memcpy(row, wk->slots, (size_t)R * sizeof *row);
+    best = m;
+  }
+  if (rc || best <= lb * (1 + SOFT_FALLBACK_FROM))
+    return rc;
+  /* Rarely the split is far off: the pool under the rule from its own counts, if lighter. */
+  rc = soft_pool(w, pr, E, pl, wk, wk->alt, &m);
+  if (!rc && m < best)
+    memcpy(row, wk->alt, (size_t)R * sizeof *row);
   return rc;
 }
 
