@@ -35,6 +35,8 @@ typedef struct setting {
 static const setting SETTINGS[] = {{288, 8, 4, 32}, {320, 8, 8, 64}, {384, 8, 16, 128},
                                    {512, 8, 32, 256}};
 static const double SIGMAS[] = {0.7, 1.0, 1.4, 2.0};
+/* The goals for hierarchy none, max/LB, per setting: >= 8, 5, 3 and 2 slots/device. */
+static const double GOALS[] = {1.002, 1.005, 1.01, 1.02};
 #define NUM_SETTINGS (sizeof SETTINGS / sizeof SETTINGS[0])
 #define NUM_SIGMAS (sizeof SIGMAS / sizeof SIGMAS[0])
 
@@ -623,6 +625,8 @@ int main(int argc, char **argv) {
   for (size_t s = 0; s < NUM_SETTINGS; s++) {
     const setting *st = &SETTINGS[s];
     printf("  R %3d G %3d (%d/device):", st->R, st->G, st->R / st->G);
+    int cells = 0, met = 0;
+    double goal = GOALS[s];
     for (int32_t E = 64; E <= 256; E *= 2)
       for (size_t g = 0; g < NUM_SIGMAS; g++) {
         eplb_loads *x = lognormal_loads(8, E, SIGMAS[g], 77u + (uint64_t)E + g);
@@ -640,10 +644,12 @@ int main(int argc, char **argv) {
         if (x && eplb_plan(x, &pr, &p) == 0)
           add_ratios(&t, x, p);
         printf(" E%d/s%.1f %.4f", E, SIGMAS[g], t.layers ? t.worst : NAN);
+        cells++;
+        met += t.layers && t.worst <= goal;
         eplb_placement_free(p);
         eplb_loads_free(x);
       }
-    printf("\n");
+    printf("\n    goal <= %.3f: met in %d of %d cells\n", goal, met, cells);
   }
   soft_vs_none(wl, nw);
   real_goals();
