@@ -1,9 +1,10 @@
-/* balanced_soft.c - hierarchy soft by decomposition. With the replica counts fixed (those the
- * pool without locality found), every expert's first replica stays on its home node and the
- * extra replicas are the only free choice: they are spread over the nodes so that the nodes'
- * loads come out even (largest first to the lightest node with a free slot, then exchanges
- * between the heaviest node and the others), and each node is then packed on its own with its
- * counts fixed. Deterministic; ties go to the lower index. */
+/* balanced_soft.c - hierarchy soft by decomposition. With the replica counts given (and fixed),
+ * every expert's first replica stays on its home node and the extra replicas are the only free
+ * choice: they are spread over the nodes so that the nodes' loads come out even (largest first
+ * to the lightest node with a free slot, then trades between the heaviest node and the others),
+ * and each node is then packed on its own with its counts fixed. Deterministic; ties go to the
+ * lower index. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,7 +67,9 @@ static int spread(split *sp) {
   return 0;
 }
 
-/* Whether extras i (on the heaviest node) and j (elsewhere) may trade nodes. */
+/* Whether extra a (on the heaviest node) and extra b (elsewhere) may trade nodes: different
+ * experts, each new node with a device lacking the expert, and no node past one replica over
+ * half a device's mean per device. */
 static int may_trade(const split *sp, const extra *a, const extra *b) {
   if (a->e == b->e)
     return 0;
@@ -164,8 +167,24 @@ int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N,
   int32_t *slots = eplb__calloc((size_t)P, sizeof *slots);
   double *lw = eplb__calloc((size_t)P, sizeof *lw);
   int rc = 0;
-  if (!sp.size || !sp.load || !sp.room || !sp.copies || !sp.big || !sp.x || !ids || !lc || !slots || !lw) {
+  if (!sp.size || !sp.load || !sp.room || !sp.copies || !sp.big || !sp.x || !ids || !lc ||
+      !slots || !lw) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+    goto done;
+  }
+  int64_t sum = 0;
+  for (int32_t e = 0; e < E; e++) {
+    if (cnt[e] < 1 || cnt[e] > N * Gn || home[e] < 0 || home[e] >= N) {
+      rc = eplb__err(EPLB_EPARAM, "plan balanced: soft: expert %d: count %d or node %d out of "
+                                  "range",
+                     e, cnt[e], home[e]);
+      goto done;
+    }
+    sum += cnt[e];
+  }
+  if (sum != R) {
+    rc = eplb__err(EPLB_EPARAM, "plan balanced: soft: counts sum to %lld, not the %d slots",
+                   (long long)sum, R);
     goto done;
   }
   for (int32_t n = 0; n < N; n++)

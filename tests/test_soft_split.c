@@ -1,8 +1,8 @@
 /* test_soft_split.c - soft's decomposition (eplb__soft_split): on random layers, the plan it
  * returns has exactly the counts it was given, no expert twice on a device, every expert's first
  * replica on its home node, and the busiest load it reports is the one recomputed here; a hand
- * case where the only legal place for an extra replica is forced; counts that cannot fit are
- * refused. */
+ * case where the only legal place for an extra replica is forced; counts that cannot fit or do
+ * not fill the slots are refused. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -132,11 +132,25 @@ static void a_node_with_too_many_experts_is_refused(void **state) {
   assert_int_equal(eplb__soft_split(w, 5, home, 2, 1, 3, cnt, row, &m), EPLB_EPARAM);
 }
 
+/* Counts that leave slots empty, a zero count or a node out of range are refused. */
+static void counts_that_do_not_fill_the_slots_are_refused(void **state) {
+  (void)state;
+  const double w[4] = {1, 1, 1, 1};
+  const int32_t home[4] = {0, 0, 1, 1}, short_cnt[4] = {1, 1, 1, 1}, zero[4] = {3, 0, 2, 1};
+  const int32_t far_home[4] = {0, 0, 1, 2}, cnt[4] = {2, 1, 2, 1};
+  int32_t row[6];
+  double m = 0;
+  assert_int_equal(eplb__soft_split(w, 4, home, 2, 1, 3, short_cnt, row, &m), EPLB_EPARAM);
+  assert_int_equal(eplb__soft_split(w, 4, home, 2, 1, 3, zero, row, &m), EPLB_EPARAM);
+  assert_int_equal(eplb__soft_split(w, 4, far_home, 2, 1, 3, cnt, row, &m), EPLB_EPARAM);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(split_keeps_counts_devices_and_the_first_replica_rule),
       cmocka_unit_test(an_extra_replica_goes_where_it_may),
       cmocka_unit_test(a_node_with_too_many_experts_is_refused),
+      cmocka_unit_test(counts_that_do_not_fill_the_slots_are_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
