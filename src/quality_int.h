@@ -74,7 +74,8 @@ int eplb__pool_solve(const eplb__pool *pool, int32_t *slot_expert, double *max_l
  * cnt[E] fixed (summing to N*Gn*S, each <= N*Gn): the first replica of expert e on node
  * home[e], the extra replicas spread over the nodes to even their loads, each node then packed
  * on its own. Writes the logical expert of every slot to row[N*Gn*S] and the busiest device's
- * load to *max_load. @return 0, EPLB_ENOMEM, EPLB_EPARAM (the counts do not fit). */
+ * load to *max_load. @return 0, EPLB_ENOMEM, EPLB_EPARAM (counts out of range or not summing
+ * to N*Gn*S, a node with more experts than slots, or an extra replica that fits nowhere). */
 int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
                      int32_t S, const int32_t *cnt, int32_t *row, double *max_load);
 
