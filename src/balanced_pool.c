@@ -651,7 +651,7 @@ static int solve_counts(pstate *s, pstate *save, double stop) {
 /* Loads a complete placement (pool-local expert per slot, no duplicates; with a home rule, every
  * expert with a replica in its home block) into the state, with the counts it implies. Under a
  * home rule the expert's first replica in its home block (slot order) is the anchored one.
- * @return 0, or EPLB_EPARAM when an expert lacks a replica in its home block. */
+ * @return 0, EPLB_ENOMEM, or EPLB_EPARAM when an expert lacks a replica in its home block. */
 static int load_plan(pstate *s, const int32_t *slot_expert) {
   const int32_t *home = s->pl->home;
   int32_t nb = home ? s->G / s->pl->block_size : 1;
@@ -676,21 +676,22 @@ static int load_plan(pstate *s, const int32_t *slot_expert) {
   }
   if (!home)
     return 0;
-  /* The anchors: has[] is reused as "anchored already" nowhere, so mark through cnt's sign. */
+  unsigned char *anchored = eplb__calloc((size_t)s->n, 1);
+  if (!anchored)
+    return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   for (int32_t d = 0; d < s->G; d++)
     for (int32_t k = d * s->S; k < (d + 1) * s->S; k++) {
       int32_t e = s->slot[k];
-      if (block_of(s, d) == home[e] && s->cnt[e] > 0) {
+      if (block_of(s, d) == home[e] && !anchored[e]) {
         s->anch[k] = 1;
-        s->cnt[e] = -s->cnt[e];
+        anchored[e] = 1;
       }
     }
   int rc = 0;
-  for (int32_t e = 0; e < s->n; e++) {
-    if (s->cnt[e] > 0)
+  for (int32_t e = 0; e < s->n && !rc; e++)
+    if (!anchored[e])
       rc = eplb__err(EPLB_EPARAM, "plan balanced: expert %d has no replica in its home block", e);
-    s->cnt[e] = s->cnt[e] < 0 ? -s->cnt[e] : s->cnt[e];
-  }
+  free(anchored);
   return rc;
 }
 
