@@ -414,6 +414,42 @@ static const int32_t REAL_GOAL_DIV[] = {8, 4, 2, 1}; /* G = E / div */
 #define NUM_REAL_FILES (sizeof REAL_FILES / sizeof REAL_FILES[0])
 #define NUM_REAL_SLOTS (sizeof REAL_SLOTS / sizeof REAL_SLOTS[0])
 
+/* Largest pool whose exact two-slot optimum is computed for the real counts. */
+#define PAIR_EXACT_MAX 10
+
+/* Prints the exact two-slot optimum (duplicates allowed: no duplicate-free plan beats it) over
+ * LB, worst over the layers of x on G devices. */
+static void pair_exact_note(const eplb_loads *x, int32_t G) {
+  int32_t n = x->num_experts, d[PAIR_EXACT_MAX];
+  double it[4 * PAIR_EXACT_MAX], worst = 0;
+  if (2 * G > 4 * PAIR_EXACT_MAX)
+    return;
+  for (int32_t l = 0; l < x->num_layers; l++) {
+    double opt = INFINITY, lb = 0;
+    oracle_pair_optimum(x->load + (size_t)l * (size_t)n, n, G, d, 0, 2 * G, it, &opt);
+    eplb_lower_bound(x, l, 2 * G, G, &lb);
+    worst = lb > 0 && opt / lb > worst ? opt / lb : worst;
+  }
+  printf(" [exact optimum/LB %.4f]", worst);
+}
+
+/* Tiny pools whose duplicate-free optimum is searched exhaustively for the real counts. */
+#define SMALL_EXACT_MAX_EXPERTS 8
+#define SMALL_EXACT_MAX_SLOTS 12
+
+/* Prints the duplicate-free optimum over LB, worst over the layers of x on G devices of S. */
+static void small_exact_note(const eplb_loads *x, int32_t G, int32_t S) {
+  double worst = 0;
+  for (int32_t l = 0; l < x->num_layers; l++) {
+    double lb = 0;
+    double opt = oracle_small_optimum(x->load + (size_t)l * (size_t)x->num_experts,
+                                      x->num_experts, G, S);
+    eplb_lower_bound(x, l, G * S, G, &lb);
+    worst = lb > 0 && opt / lb > worst ? opt / lb : worst;
+  }
+  printf(" [exact optimum/LB %.4f]", worst);
+}
+
 /* Worst max/LB of balanced none and deepseek over the layers of every real-count file, at 9, 5,
  * 3 and 2 slots per device. */
 static void real_goals(void) {
@@ -431,6 +467,10 @@ static void real_goals(void) {
     printf("  %-16s E %3d:", REAL_FILES[f], x->num_experts);
     for (size_t k = 0; k < NUM_REAL_SLOTS; k++) {
       int32_t G = x->num_experts / REAL_GOAL_DIV[k], S = REAL_SLOTS[k];
+      if (S > x->num_experts) {
+        printf("  %d/dev n/a (%d experts)", S, x->num_experts);
+        continue;
+      }
       double worst[2] = {NAN, NAN};
       for (int pol = 0; pol < 2; pol++) {
         eplb_params pr;
@@ -451,6 +491,10 @@ static void real_goals(void) {
         eplb_placement_free(p);
       }
       printf("  %d/dev G%-3d %.4f (%.4f)", S, G, worst[0], worst[1]);
+      if (S == 2 && x->num_experts <= PAIR_EXACT_MAX)
+        pair_exact_note(x, G);
+      else if (x->num_experts <= SMALL_EXACT_MAX_EXPERTS && G * S <= SMALL_EXACT_MAX_SLOTS)
+        small_exact_note(x, G, S);
     }
     printf("\n");
     eplb_loads_free(x);
@@ -541,7 +585,7 @@ static void partition_check(eplb_loads **wl, int nw) {
   pr.num_gpus = PART_G;
   pr.policy = EPLB_POLICY_BALANCED;
   pr.hierarchy = EPLB_HIER_STRICT;
-  double sum = 0, worst = 0, sum_part = 0;
+  double sum = 0, worst = 0;
   int64_t layers = 0, within = 0, best_is_ours = 0;
   for (int i = 0; i < nw && i < (int)NUM_SIGMAS; i++) {
     eplb_placement *p = NULL;
@@ -563,7 +607,6 @@ static void partition_check(eplb_loads **wl, int nw) {
       worst = r > worst ? r : worst;
       within += r <= 1.01;
       best_is_ours += r <= 1 + 1e-12;
-      sum_part += np;
       layers++;
     }
     free(dev);
@@ -574,7 +617,6 @@ static void partition_check(eplb_loads **wl, int nw) {
          "worst %.4f; within 1%%: %lld layers; at or below the best: %lld\n",
          PART_R, PART_K, PART_N, PART_G, np, (long long)layers, layers ? sum / layers : NAN,
          worst, (long long)within, (long long)best_is_ours);
-  (void)sum_part;
 }
 
 /* ---- main ---- */

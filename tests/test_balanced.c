@@ -17,6 +17,7 @@
 
 #include "eplb.h"
 #include "eplb_rand.h"
+#include "test_oracles.h"
 
 /* Random cases per check. */
 #define RANDOM_CASES 200
@@ -275,6 +276,60 @@ static void no_plan_beats_the_lower_bound(void **state) {
   }
 }
 
+/* Tiny pools (up to 6 experts, 3 devices, 3 slots): no plan beats the exhaustive optimum (an
+ * independent check of the plan and its cost), the exhaustive search never beats the lower
+ * bound nor, with two slots, the relaxation that allows duplicates, and balanced lands within
+ * 1% of the optimum on average. */
+static void balanced_stays_near_the_exact_optimum_of_tiny_pools(void **state) {
+  (void)state;
+  rng_state = 16;
+  double sum = 0;
+  int pools = 0, optimal = 0;
+  for (int c = 0; c < 150; c++) {
+    int32_t G = 1 + (int32_t)(uniform() * 3), S = 2 + (int32_t)(uniform() * 2);
+    int32_t E = S + (int32_t)(uniform() * (G * S - S + 1)); /* S <= E <= G*S */
+    if (E > G * S)
+      E = G * S;
+    eplb_loads *x = lognormal(1, E, 0.3 + uniform() * 1.7);
+    eplb_params pr = params(G * S, 1, 1, G, EPLB_HIER_NONE);
+    eplb_placement *p = NULL;
+    assert_int_equal(eplb_plan(x, &pr, &p), 0);
+    double opt = oracle_small_optimum(x->load, E, G, S), lb = 0, mine = max_load(x, p, 0);
+    assert_int_equal(eplb_lower_bound(x, 0, G * S, G, &lb), 0);
+    assert_true(opt >= lb * (1 - 1e-12));
+    assert_true(mine >= opt * (1 - 1e-12));
+    if (S == 2) {
+      int32_t d[8];
+      double it[16], relaxed = INFINITY;
+      oracle_pair_optimum(x->load, E, G, d, 0, 2 * G, it, &relaxed);
+      assert_true(opt >= relaxed * (1 - 1e-12));
+    }
+    if (opt > 0) {
+      sum += mine / opt;
+      optimal += mine <= opt * (1 + 1e-12);
+      pools++;
+    }
+    eplb_placement_free(p);
+    eplb_loads_free(x);
+  }
+  printf("tiny pools: %d, balanced optimal on %d, mean balanced/optimum %.4f\n", pools, optimal,
+         sum / pools);
+  assert_true(pools > 100);
+  assert_true(sum / pools <= 1.01);
+}
+
+/* A hand case for the exhaustive optimum: loads 3, 3, 2, 2 on two devices of two slots (every
+ * expert once) pair as {3, 2} and {3, 2}. */
+static void exact_optimum_of_a_hand_case(void **state) {
+  (void)state;
+  const double w[4] = {3, 3, 2, 2};
+  assert_true(fabs(oracle_small_optimum(w, 4, 2, 2) - 5) < 1e-12);
+  /* Loads 6 and 2 on two devices of two slots: each expert on both devices (at most one
+   * replica per device), {3, 1} and {3, 1}: 4. */
+  const double v[2] = {6, 2};
+  assert_true(fabs(oracle_small_optimum(v, 2, 2, 2) - 4) < 1e-12);
+}
+
 /* Worst max/LB of `layers` lognormal layers planned with hierarchy none. */
 static double worst_ratio(int32_t E, double sigma, int32_t R, int32_t G, int32_t layers) {
   eplb_loads *x = lognormal(layers, E, sigma);
@@ -470,6 +525,8 @@ int main(void) {
       cmocka_unit_test(soft_by_split_keeps_the_rule_and_stays_near_the_bound),
       cmocka_unit_test(plans_are_deterministic),
       cmocka_unit_test(no_plan_beats_the_lower_bound),
+      cmocka_unit_test(exact_optimum_of_a_hand_case),
+      cmocka_unit_test(balanced_stays_near_the_exact_optimum_of_tiny_pools),
       cmocka_unit_test(none_is_within_0_2_percent_of_the_bound_at_9_slots_per_device),
       cmocka_unit_test(balanced_is_never_worse_than_the_reference_where_it_has_no_duplicates),
       cmocka_unit_test(balanced_is_never_worse_than_deepseek_on_500_random_inputs),
