@@ -273,12 +273,13 @@ static int soft_pool(const double *w, const eplb_params *pr, int32_t E, eplb__po
   return eplb__pool_solve(pl, row, mx);
 }
 
-/* Plans one layer under hierarchy soft (wk->home holds every expert's node). With few extra
- * replicas (R - E <= R * SOFT_SPLIT_MAX_EXTRA) by decomposition: the counts of the min-max
- * greedy, then those of the pool without locality, are split over the nodes (eplb__soft_split),
- * and a plan still above the bound by more than SOFT_POLISH_FROM is polished by swaps and count
- * rounds under the first-replica rule, down to that margin; the lightest plan wins. Otherwise,
- * or when no split fits, soft_pool. */
+/* Plans one layer under hierarchy soft (wk->home holds every expert's node, wk->cnt the min-max
+ * greedy's counts, as the partition used them). With few extra replicas (R - E <= R *
+ * SOFT_SPLIT_MAX_EXTRA) by decomposition: the counts of the min-max greedy, then those of the
+ * pool without locality, are split over the nodes (eplb__soft_split), and a plan still above the
+ * bound by more than SOFT_POLISH_FROM is polished by swaps and count rounds under the
+ * first-replica rule, down to that margin; the lightest plan wins. Otherwise, or when no split
+ * fits, soft_pool. */
 static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__pool *pl,
                      const work *wk, int32_t *row) {
   int32_t G = pr->num_gpus, N = pr->num_nodes, R = pr->num_replicas;
@@ -292,7 +293,6 @@ static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__po
     return soft_pool(w, pr, E, pl, wk, row, &m);
   double lb = eplb__pool_bound(w, E, R, G), goal = lb * (1 + SOFT_POLISH_FROM);
   double best = INFINITY;
-  eplb__min_max_share(w, E, R, G, wk->cnt);
   int rc = try_split(w, pr, E, wk, wk->cnt, row, row, &best);
   if (!rc && best > goal) {
     /* The pool without locality moves replicas between experts until its packing fits. */
