@@ -314,25 +314,34 @@ static void pair_gaps(void) {
          PAIR_POOLS);
   for (size_t z = 0; z < PAIR_SIZES; z++)
     for (size_t g = 0; g < NUM_SIGMAS; g++) {
-      int32_t n = SIZES[z][0], G = SIZES[z][1], d[16], slot[40];
-      double w[16], it[40], s_lb = 0, w_lb = 1, s_en = 0, w_en = 1;
+      int32_t n = SIZES[z][0], G = SIZES[z][1], d[16];
+      double it[40], s_lb = 0, w_lb = 1, s_en = 0, w_en = 1;
       uint64_t st = 500u + z * 10 + g;
+      eplb_loads *x = NULL;
+      if (eplb_loads_create(1, n, &x))
+        return;
+      double *w = x->load;
+      eplb_params pr;
+      eplb_params_init(&pr);
+      pr.num_replicas = 2 * G;
+      pr.num_groups = 1;
+      pr.num_nodes = 1;
+      pr.num_gpus = G;
+      pr.policy = EPLB_POLICY_BALANCED;
+      pr.hierarchy = EPLB_HIER_NONE;
       for (int c = 0; c < PAIR_POOLS; c++) {
         for (int32_t e = 0; e < n; e++) {
           double u = sqrt(-2 * log(uniform(&st))) * cos(BENCH_TWO_PI * uniform(&st));
           w[e] = floor(MEAN_COUNT * exp(SIGMAS[g] * u - SIGMAS[g] * SIGMAS[g] / 2)) + 1;
+          x->count[e] = (int64_t)w[e];
         }
-        double opt = INFINITY, m = 0, lb = eplb__pool_bound(w, n, 2 * G, G);
+        double opt = INFINITY, lb = eplb__pool_bound(w, n, 2 * G, G);
         oracle_pair_optimum(w, n, G, d, 0, 2 * G, it, &opt);
-        eplb__pool pl = {0};
-        pl.n = n;
-        pl.w = w;
-        pl.ndev = G;
-        pl.slots = 2;
-        pl.max_rounds = 24;
-        pl.descent_iters = 1200;
-        if (eplb__pool_solve(&pl, slot, &m))
+        eplb_placement *p = NULL;
+        if (eplb_plan(x, &pr, &p))
           continue;
+        double m = oracle_busiest(x, p, 0);
+        eplb_placement_free(p);
         s_lb += opt / lb;
         w_lb = opt / lb > w_lb ? opt / lb : w_lb;
         s_en += m / opt;
@@ -341,6 +350,7 @@ static void pair_gaps(void) {
       printf("  E %2d G %2d sigma %.1f: exact/LB mean %.4f worst %.4f; balanced/exact mean %.4f "
              "worst %.4f\n",
              n, G, SIGMAS[g], s_lb / PAIR_POOLS, w_lb, s_en / PAIR_POOLS, w_en);
+      eplb_loads_free(x);
     }
 }
 

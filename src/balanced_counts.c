@@ -4,8 +4,8 @@
  * partners. A descent then moves replicas one at a time from a pseudo-random donor (an expert
  * with two or more replicas) to an expert of the busiest device, judged by a fast largest-first
  * packing without the duplicate rule, and keeps every move that does not raise the maximum
- * (sideways moves let it cross plateaus). The generator is seeded with a constant, so the
- * result depends on the input only. */
+ * (sideways moves let it cross plateaus). The generator is seeded with a constant and the start
+ * number, so the result depends on the input only. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,7 +206,7 @@ static void sync_donor(descent *x, int32_t e) {
 }
 
 int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
-                        int32_t iters, double stop) {
+                        int32_t iters, double stop, uint32_t start) {
   if (S > EPLB__DESCENT_MAX_SLOTS || iters <= 0)
     return 0;
   descent x;
@@ -217,7 +217,7 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
   x.S = S;
   x.P = G * S;
   x.cnt = cnt;
-  x.rng = DESCENT_SEED ^ (uint64_t)n;
+  x.rng = DESCENT_SEED ^ (uint64_t)n ^ ((uint64_t)start << 32);
   x.order = eplb__calloc((size_t)n, sizeof *x.order);
   x.pos = eplb__calloc((size_t)n, sizeof *x.pos);
   x.key = eplb__calloc((size_t)n, sizeof *x.key);

@@ -767,16 +767,20 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
     }
     free(alt);
   }
-  /* Few slots per device: also try the descent's counts, keep the better plan. */
+  /* Few slots per device: also try the descent's counts (from descent_starts seeds), keep the
+   * best plan. */
   if (!rc && best > stop * (1 + DESCENT_FROM) && s.S <= EPLB__DESCENT_MAX_SLOTS &&
       pl->descent_iters > 0 && !pl->home) {
-    memcpy(s.cnt, greedy, (size_t)s.n * sizeof *greedy);
-    rc = eplb__count_descent(pl->w, s.n, s.G, s.S, s.cnt, pl->descent_iters, stop);
-    if (!rc)
-      rc = solve_counts(&s, &save, stop);
-    if (!rc && s.load[busiest(&s)] < best) {
-      memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
-      best = s.load[busiest(&s)];
+    for (int32_t start = 0; !rc && (start == 0 || start < pl->descent_starts); start++) {
+      memcpy(s.cnt, greedy, (size_t)s.n * sizeof *greedy);
+      rc = eplb__count_descent(pl->w, s.n, s.G, s.S, s.cnt, pl->descent_iters, stop,
+                               (uint32_t)start);
+      if (!rc)
+        rc = solve_counts(&s, &save, stop);
+      if (!rc && s.load[busiest(&s)] < best) {
+        memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
+        best = s.load[busiest(&s)];
+      }
     }
   }
 done:

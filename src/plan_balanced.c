@@ -29,6 +29,10 @@
  * per device get more, their fast packing being a plain pairing. */
 #define DESCENT_ITERS 400
 #define DESCENT_ITERS_PAIRS 1200
+/* Two slots per device (no soft rule): descents from this many seeds, the best kept; count
+ * rounds only in pools of at most PAIR_ROUNDS_MAX_DEVICES devices. */
+#define PAIR_DESCENT_STARTS 4
+#define PAIR_ROUNDS_MAX_DEVICES 64
 
 /* ---- parameters ---- */
 
@@ -340,6 +344,14 @@ static int plan_layer(const double *w, const eplb_params *pr, eplb_hierarchy h, 
   pl.slots = S;
   pl.max_rounds = h == EPLB_HIER_SOFT ? SOFT_ROUNDS : COUNT_ROUNDS;
   pl.descent_iters = S == 2 ? DESCENT_ITERS_PAIRS : DESCENT_ITERS;
+  if (S == 2 && h != EPLB_HIER_SOFT) {
+    /* Pairs: descents from several seeds; on many devices instead of count rounds, whose swap
+     * searches there cost more than they find (measured at 256 devices: same time, lower
+     * maxima; on a few dozen devices the rounds still pay). */
+    pl.descent_starts = PAIR_DESCENT_STARTS;
+    if (G / (h == EPLB_HIER_STRICT ? N : 1) > PAIR_ROUNDS_MAX_DEVICES)
+      pl.max_rounds = 0;
+  }
   pl.deadline = deadline;
   if (h == EPLB_HIER_NONE || N == 1) {
     for (int32_t e = 0; e < E; e++)

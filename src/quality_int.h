@@ -48,7 +48,8 @@ typedef struct eplb__pool {
                            one replica of the expert; NULL when there is no such rule */
   int32_t block_size;   /* devices per block when home is set */
   int32_t max_rounds;   /* replica-count refinement rounds (deterministic cap) */
-  int32_t descent_iters; /* moves tried by eplb__count_descent when slots <= 4 */
+  int32_t descent_iters; /* moves tried by eplb__count_descent (slots <= 16) */
+  int32_t descent_starts; /* descents from the greedy's counts, each with its own seed (< 1: 1) */
   double deadline;      /* monotonic seconds after which refinement stops; 0: never */
   const int32_t *init_cnt; /* [n] counts to start from instead of the min-max greedy's (soft:
                               eplb__anchor_counts); NULL: the greedy's */
@@ -91,11 +92,11 @@ eplb_hierarchy eplb__resolve_hierarchy(const eplb_params *pr);
 
 /* Improves replica counts cnt[n] (summing to G*S, each <= G) for a pool of G devices with S <=
  * EPLB__DESCENT_MAX_SLOTS slots: at most `iters` moves of one replica from a pseudo-random donor
- * among the experts holding two or more (fixed seed) to an expert of the busiest device of a
- * largest-first packing, each kept when the maximum does not rise; stops once it is <= stop.
- * No-op for larger S. @return 0 or ENOMEM. */
+ * among the experts holding two or more (fixed seed, varied by `start`: different starts take
+ * different paths) to an expert of the busiest device of a largest-first packing, each kept when
+ * the maximum does not rise; stops once it is <= stop. No-op for larger S. @return 0 or ENOMEM. */
 int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
-                        int32_t iters, double stop);
+                        int32_t iters, double stop, uint32_t start);
 
 /* ---- target-driven construction (balanced_target.c) ---- */
 

@@ -27,7 +27,9 @@
  *        without gain) moves one replica from a pseudo-random expert holding two or more
  *        (fixed seed) to an expert of the busiest device of a fast largest-first packing,
  *        keeping moves that do not raise the maximum; its counts go through 2-4 again and the
- *        lighter plan is kept.
+ *        lighter plan is kept. With 2 slots per device (not soft) the descent runs from 4 seeds,
+ *        and on pools of more than 64 devices step 4 is skipped (there its swap searches cost
+ *        more than they find; the seeds find more in the same time).
  *   Every search stops once the busiest device is within 0.05% of the pool's lower bound (under
  *   strict, of the heaviest node's bound: a light node need not be better than the bottleneck).
  *   Under soft, 5 and 6 are skipped: neither sees the first-replica rule.
