@@ -75,6 +75,21 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Parameters for R slots on G devices, K groups, N nodes, with no time budget (deterministic). */
+static eplb_params bench_params(int32_t R, int32_t K, int32_t N, int32_t G, eplb_policy pol,
+                                eplb_hierarchy h) {
+  eplb_params pr;
+  eplb_params_init(&pr);
+  pr.num_replicas = R;
+  pr.num_groups = K;
+  pr.num_nodes = N;
+  pr.num_gpus = G;
+  pr.policy = pol;
+  pr.hierarchy = h;
+  pr.time_budget_ms = 0;
+  return pr;
+}
+
 /* Accumulated figures of one policy on one setting. */
 typedef struct tally {
   double sum_ratio, worst, seconds;
@@ -207,15 +222,7 @@ static void load_shift(void) {
     printf("  R %d, K %d, N %d, G %d (%d/device):", st->R, st->K, st->N, st->G, st->R / st->G);
     double base = NAN;
     for (size_t r = 0; r < sizeof RUNS / sizeof RUNS[0]; r++) {
-      eplb_params pr;
-      eplb_params_init(&pr);
-      pr.num_replicas = st->R;
-      pr.num_groups = st->K;
-      pr.num_nodes = st->N;
-      pr.num_gpus = st->G;
-      pr.policy = RUNS[r].pol;
-      pr.hierarchy = EPLB_HIER_NONE;
-      pr.time_budget_ms = 0;
+      eplb_params pr = bench_params(st->R, st->K, st->N, st->G, RUNS[r].pol, EPLB_HIER_NONE);
       double sum = 0, seen = 0;
       for (int held = 0; held < NUM_DOMAINS; held++) {
         const eplb_loads *train[NUM_DOMAINS - 1];
@@ -260,16 +267,8 @@ static void replan_budgets(void) {
   printf("re-plan OLMoE arxiv -> c4, balanced: mean max/LB on c4, weights moved\n");
   for (size_t k = 0; k < 2 * sizeof SH / sizeof SH[0]; k++) {
     eplb_hierarchy h = k % 2 ? EPLB_HIER_NONE : EPLB_HIER_STRICT;
-    eplb_params pr;
-    eplb_params_init(&pr);
     const setting *sh = &SH[k / 2];
-    pr.num_replicas = sh->R;
-    pr.num_groups = sh->K;
-    pr.num_nodes = sh->N;
-    pr.num_gpus = sh->G;
-    pr.policy = EPLB_POLICY_BALANCED;
-    pr.hierarchy = h;
-    pr.time_budget_ms = 0;
+    eplb_params pr = bench_params(sh->R, sh->K, sh->N, sh->G, EPLB_POLICY_BALANCED, h);
     eplb_placement *old = NULL, *plain = NULL;
     if (eplb_plan(a, &pr, &old) || eplb_plan(b, &pr, &plain)) {
       printf("  (fails: %s)\n", eplb_last_error());
@@ -321,14 +320,7 @@ static void pair_gaps(void) {
       if (eplb_loads_create(1, n, &x))
         return;
       double *w = x->load;
-      eplb_params pr;
-      eplb_params_init(&pr);
-      pr.num_replicas = 2 * G;
-      pr.num_groups = 1;
-      pr.num_nodes = 1;
-      pr.num_gpus = G;
-      pr.policy = EPLB_POLICY_BALANCED;
-      pr.hierarchy = EPLB_HIER_NONE;
+      eplb_params pr = bench_params(2 * G, 1, 1, G, EPLB_POLICY_BALANCED, EPLB_HIER_NONE);
       for (int c = 0; c < PAIR_POOLS; c++) {
         for (int32_t e = 0; e < n; e++) {
           double u = sqrt(-2 * log(uniform(&st))) * cos(BENCH_TWO_PI * uniform(&st));
@@ -379,14 +371,8 @@ static void soft_vs_none(eplb_loads **wl, int nw) {
     int64_t layers = 0, within = 0;
     for (int i = 0; i < nw; i++) {
       eplb_placement *ps = NULL, *pn = NULL;
-      eplb_params pr;
-      eplb_params_init(&pr);
-      pr.num_replicas = st->R;
-      pr.num_groups = st->K;
-      pr.num_nodes = st->N;
-      pr.num_gpus = st->G;
-      pr.policy = EPLB_POLICY_BALANCED;
-      pr.hierarchy = EPLB_HIER_SOFT;
+      eplb_params pr = bench_params(st->R, st->K, st->N, st->G, EPLB_POLICY_BALANCED,
+                                    EPLB_HIER_SOFT);
       double *ms = malloc(2 * (size_t)wl[i]->num_layers * sizeof *ms);
       int ok = ms && eplb_plan(wl[i], &pr, &ps) == 0;
       pr.hierarchy = EPLB_HIER_NONE;
@@ -483,14 +469,9 @@ static void real_goals(void) {
       }
       double worst[2] = {NAN, NAN};
       for (int pol = 0; pol < 2; pol++) {
-        eplb_params pr;
-        eplb_params_init(&pr);
-        pr.num_replicas = G * S;
-        pr.num_gpus = G;
-        pr.num_groups = 1;
-        pr.num_nodes = 1;
-        pr.policy = pol ? EPLB_POLICY_DEEPSEEK : EPLB_POLICY_BALANCED;
-        pr.hierarchy = EPLB_HIER_NONE;
+        eplb_params pr = bench_params(G * S, 1, 1, G,
+                                      pol ? EPLB_POLICY_DEEPSEEK : EPLB_POLICY_BALANCED,
+                                      EPLB_HIER_NONE);
         eplb_placement *p = NULL;
         tally t = {0};
         if (eplb_plan(x, &pr, &p) == 0)
@@ -519,6 +500,10 @@ static void real_goals(void) {
 #define PART_N 4
 #define PART_G 32
 #define PART_MAX 128
+/* A node's pool at the strict policy's own effort (plan_balanced.c: COUNT_ROUNDS,
+ * DESCENT_ITERS), without its early stop. */
+#define PART_ROUNDS 24
+#define PART_DESCENT 400
 
 /* Appends to out every way to finish node_of: block `block` has `fill` groups so far, its next
  * member is taken from groups >= from; a new block starts with the lowest free group (blocks
@@ -571,8 +556,8 @@ static double partition_value(const double *w, const int32_t *node_of, int32_t *
     pl.w = buf;
     pl.ndev = Gn;
     pl.slots = S;
-    pl.max_rounds = 24;
-    pl.descent_iters = 400;
+    pl.max_rounds = PART_ROUNDS;
+    pl.descent_iters = PART_DESCENT;
     double mx = 0;
     if (eplb__pool_solve(&pl, slot, &mx))
       return INFINITY;
@@ -582,19 +567,13 @@ static double partition_value(const double *w, const int32_t *node_of, int32_t *
 }
 
 /* For every layer of the first workloads: strict's busiest device against the best over all
- * partitions of the groups (each solved per node at full effort) and deepseek's. */
+ * partitions of the groups (each solved per node at full effort). */
 static void partition_check(eplb_loads **wl, int nw) {
   static int32_t parts[PART_MAX][PART_K];
   int np = list_partitions(parts);
   int32_t slot[PART_R];
-  eplb_params pr;
-  eplb_params_init(&pr);
-  pr.num_replicas = PART_R;
-  pr.num_groups = PART_K;
-  pr.num_nodes = PART_N;
-  pr.num_gpus = PART_G;
-  pr.policy = EPLB_POLICY_BALANCED;
-  pr.hierarchy = EPLB_HIER_STRICT;
+  eplb_params pr = bench_params(PART_R, PART_K, PART_N, PART_G, EPLB_POLICY_BALANCED,
+                                EPLB_HIER_STRICT);
   double sum = 0, worst = 0;
   int64_t layers = 0, within = 0, best_is_ours = 0;
   for (int i = 0; i < nw && i < (int)NUM_SIGMAS; i++) {
@@ -657,15 +636,9 @@ int main(int argc, char **argv) {
            st->R / st->G);
     tally base;
     for (size_t k = 0; k < sizeof POLICIES / sizeof POLICIES[0]; k++) {
-      eplb_params pr;
-      eplb_params_init(&pr);
-      pr.num_replicas = st->R;
-      pr.num_groups = POLICIES[k].global ? 1 : st->K;
-      pr.num_nodes = POLICIES[k].global ? 1 : st->N;
-      pr.num_gpus = st->G;
-      pr.policy = POLICIES[k].pol;
-      pr.hierarchy = POLICIES[k].h;
-      pr.time_budget_ms = 0;
+      eplb_params pr = bench_params(st->R, POLICIES[k].global ? 1 : st->K,
+                                    POLICIES[k].global ? 1 : st->N, st->G, POLICIES[k].pol,
+                                    POLICIES[k].h);
       tally t;
       run_policy(wl, nw, &pr, &t);
       if (k == 0)
@@ -682,15 +655,7 @@ int main(int argc, char **argv) {
     for (int32_t E = 64; E <= 256; E *= 2)
       for (size_t g = 0; g < NUM_SIGMAS; g++) {
         eplb_loads *x = lognormal_loads(8, E, SIGMAS[g], 77u + (uint64_t)E + g);
-        eplb_params pr;
-        eplb_params_init(&pr);
-        pr.num_replicas = st->R;
-        pr.num_groups = 1;
-        pr.num_nodes = 1;
-        pr.num_gpus = st->G;
-        pr.policy = EPLB_POLICY_BALANCED;
-        pr.hierarchy = EPLB_HIER_NONE;
-        pr.time_budget_ms = 0;
+        eplb_params pr = bench_params(st->R, 1, 1, st->G, EPLB_POLICY_BALANCED, EPLB_HIER_NONE);
         eplb_placement *p = NULL;
         tally t = {0};
         if (x && eplb_plan(x, &pr, &p) == 0)
