@@ -60,25 +60,6 @@ static eplb_params params(int32_t R, int32_t K, int32_t N, int32_t G, eplb_hiera
   return p;
 }
 
-/* The busiest device's load of layer l, recomputed here from phy2log alone. */
-static double max_load(const eplb_loads *x, const eplb_placement *p, int32_t l) {
-  int32_t R = p->num_slots, G = p->num_gpus, S = R / G, E = x->num_experts;
-  const int32_t *row = p->phy2log + (size_t)l * R;
-  int32_t *cnt = calloc((size_t)E, sizeof *cnt);
-  assert_non_null(cnt);
-  for (int32_t s = 0; s < R; s++)
-    cnt[row[s]]++;
-  double mx = 0;
-  for (int32_t d = 0; d < G; d++) {
-    double sum = 0;
-    for (int32_t s = d * S; s < (d + 1) * S; s++)
-      sum += x->load[(size_t)l * E + row[s]] / cnt[row[s]];
-    mx = sum > mx ? sum : mx;
-  }
-  free(cnt);
-  return mx;
-}
-
 /* Asserts every expert has a replica and no device holds one expert twice, from phy2log. */
 static void assert_valid(const eplb_placement *p) {
   int32_t R = p->num_slots, G = p->num_gpus, S = R / G, E = p->num_experts;
@@ -216,7 +197,7 @@ static int check_soft(int32_t L, int32_t E, int32_t K, int32_t N, int32_t G, int
     if (bound > 0) {
       double lb = 0;
       assert_int_equal(eplb_lower_bound(x, l, R, G, &lb), 0);
-      assert_true(max_load(x, p, l) <= bound * lb);
+      assert_true(oracle_busiest(x, p, l) <= bound * lb);
     }
   }
   free(on);
@@ -269,7 +250,7 @@ static void no_plan_beats_the_lower_bound(void **state) {
     if (eplb_plan(x, &pr, &p) == 0) {
       double lb;
       assert_int_equal(eplb_lower_bound(x, 0, s.R, s.G, &lb), 0);
-      assert_true(max_load(x, p, 0) >= lb * (1 - 1e-12));
+      assert_true(oracle_busiest(x, p, 0) >= lb * (1 - 1e-12));
     }
     eplb_placement_free(p);
     eplb_loads_free(x);
@@ -294,7 +275,7 @@ static void balanced_stays_near_the_exact_optimum_of_tiny_pools(void **state) {
     eplb_params pr = params(G * S, 1, 1, G, EPLB_HIER_NONE);
     eplb_placement *p = NULL;
     assert_int_equal(eplb_plan(x, &pr, &p), 0);
-    double opt = oracle_small_optimum(x->load, E, G, S), lb = 0, mine = max_load(x, p, 0);
+    double opt = oracle_small_optimum(x->load, E, G, S), lb = 0, mine = oracle_busiest(x, p, 0);
     assert_int_equal(eplb_lower_bound(x, 0, G * S, G, &lb), 0);
     assert_true(opt >= lb * (1 - 1e-12));
     assert_true(mine >= opt * (1 - 1e-12));
@@ -340,7 +321,7 @@ static double worst_ratio(int32_t E, double sigma, int32_t R, int32_t G, int32_t
   for (int32_t l = 0; l < layers; l++) {
     double lb;
     assert_int_equal(eplb_lower_bound(x, l, R, G, &lb), 0);
-    double r = max_load(x, p, l) / lb;
+    double r = oracle_busiest(x, p, l) / lb;
     worst = r > worst ? r : worst;
   }
   eplb_placement_free(p);
@@ -432,7 +413,7 @@ static void balanced_is_never_worse_than_the_reference_where_it_has_no_duplicate
       if (has_duplicates(ref, l))
         continue; /* the reference's duplicates are not allowed to balanced */
       compared++;
-      double mine = max_load(x, p, l), theirs = max_load(x, ref, l);
+      double mine = oracle_busiest(x, p, l), theirs = oracle_busiest(x, ref, l);
       if (mine > theirs * (1 + 1e-9))
         fail_msg("%s layer %d: balanced %.6g > deepseek %.6g", CASES[c], l, mine, theirs);
     }
@@ -467,7 +448,7 @@ static void balanced_is_never_worse_than_deepseek_on_500_random_inputs(void **st
       eplb_placement *p = NULL;
       assert_int_equal(eplb_plan(x, &pr, &p), 0);
       for (int32_t l = 0; l < 3; l++) {
-        double mine = max_load(x, p, l), theirs = max_load(x, ref, l);
+        double mine = oracle_busiest(x, p, l), theirs = oracle_busiest(x, ref, l);
         if (mine > theirs * (1 + 1e-9))
           fail_msg("E %d K %d N %d G %d R %d hierarchy %d layer %d: balanced %.9g > deepseek %.9g",
                    s.E, s.K, s.N, s.G, s.R, h, l, mine, theirs);
