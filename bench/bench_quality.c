@@ -346,6 +346,45 @@ static void pair_gaps(void) {
     }
 }
 
+/* ---- goals out of reach ---- */
+
+/* Lines of text gathered while a sweep runs, printed after it. */
+typedef struct note {
+  char text[4096]; /* NUL-terminated */
+  size_t len;
+} note;
+
+/* For every layer of p over the goal (max/LB), the dominant-expert lower bound of
+ * test_oracles.h: returns 1 when it is above the goal on all of them (no plan can meet the goal
+ * there), and notes each such layer's plan, bound and the heaviest expert's share. */
+static int goal_out_of_reach(const eplb_loads *x, const eplb_placement *p, double goal,
+                             double sigma, note *misses) {
+  int all = 1;
+  int32_t E = x->num_experts, G = p->num_gpus, S = p->num_slots / p->num_gpus;
+  for (int32_t l = 0; l < x->num_layers; l++) {
+    const double *w = x->load + (size_t)l * (size_t)E;
+    double lb = 0, mx = oracle_busiest(x, p, l), total = 0, top = 0;
+    eplb_lower_bound(x, l, p->num_slots, G, &lb);
+    if (lb <= 0 || mx <= lb * goal)
+      continue;
+    for (int32_t e = 0; e < E; e++) {
+      total += w[e];
+      top = w[e] > top ? w[e] : top;
+    }
+    double b = oracle_dominant_bound(w, E, G, S, lb, mx);
+    all &= b > lb * goal;
+    if (misses->len < sizeof misses->text) {
+      int k = snprintf(misses->text + misses->len, sizeof misses->text - misses->len,
+                       "      E%d/s%.1f layer %d: plan %.4f, no plan below %.4f (max/LB); "
+                       "heaviest expert %.0f%% of the load\n",
+                       E, sigma, l, mx / lb, b / lb, 100 * top / total);
+      misses->len = k > 0 ? misses->len + (size_t)k : misses->len;
+      misses->len = misses->len < sizeof misses->text ? misses->len : sizeof misses->text - 1;
+    }
+  }
+  return all;
+}
+
 /* ---- soft against none, layer by layer ---- */
 
 /* The busiest device of every layer of p, into mx[num_layers]. */
@@ -650,7 +689,8 @@ int main(int argc, char **argv) {
   for (size_t s = 0; s < NUM_SETTINGS; s++) {
     const setting *st = &SETTINGS[s];
     printf("  R %3d G %3d (%d/device):", st->R, st->G, st->R / st->G);
-    int cells = 0, met = 0;
+    int cells = 0, met = 0, unreachable = 0;
+    note misses = {{0}, 0};
     double goal = GOALS[s];
     for (int32_t E = 64; E <= 256; E *= 2)
       for (size_t g = 0; g < NUM_SIGMAS; g++) {
@@ -663,10 +703,14 @@ int main(int argc, char **argv) {
         printf(" E%d/s%.1f %.4f", E, SIGMAS[g], t.layers ? t.worst : NAN);
         cells++;
         met += t.layers && t.worst <= goal;
+        if (t.layers && t.worst > goal)
+          unreachable += goal_out_of_reach(x, p, goal, SIGMAS[g], &misses);
         eplb_placement_free(p);
         eplb_loads_free(x);
       }
-    printf("\n    goal <= %.3f: met in %d of %d cells\n", goal, met, cells);
+    printf("\n    goal <= %.3f: met in %d of %d cells; of the %d missed, out of reach (the "
+           "dominant-expert bound above the goal on every missed layer) in %d\n%s",
+           goal, met, cells, cells - met, unreachable, misses.len ? misses.text : "");
   }
   soft_vs_none(wl, nw);
   real_goals();

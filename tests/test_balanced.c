@@ -299,6 +299,38 @@ static void balanced_stays_near_the_exact_optimum_of_tiny_pools(void **state) {
   assert_true(sum / pools <= 1.01);
 }
 
+/* The dominant-expert bound of test_oracles.h (which bench_quality uses to show some goals out of
+ * reach) on tiny pools whose heaviest expert carries up to all devices' worth of load: it never
+ * exceeds the exhaustive optimum (it is a lower bound), never falls below LB, and it is strictly
+ * above LB on some pools (it says something LB does not). */
+static void dominant_bound_never_exceeds_the_exact_optimum(void **state) {
+  (void)state;
+  rng_state = 17;
+  int above = 0;
+  for (int c = 0; c < 120; c++) {
+    int32_t G = 2 + (int32_t)(uniform() * 3), S = 2 + (int32_t)(uniform() * 2);
+    int32_t E = S + 1 + (int32_t)(uniform() * (G * S - S)); /* S < E <= G*S */
+    if (E > G * S)
+      E = G * S;
+    eplb_loads *x = lognormal(1, E, 0.3 + uniform() * 1.7);
+    double total = 0;
+    for (int32_t e = 1; e < E; e++)
+      total += x->load[e];
+    /* Expert 0 carries between 0.5 and G devices' worth of the others' mean device load. */
+    x->load[0] = floor(total / G * (0.5 + uniform() * (G - 0.5))) + 1;
+    double opt = oracle_small_optimum(x->load, E, G, S), lb = 0;
+    assert_int_equal(eplb_lower_bound(x, 0, G * S, G, &lb), 0);
+    double b = oracle_dominant_bound(x->load, E, G, S, lb, opt * 2);
+    if (b > opt * (1 + 1e-9))
+      fail_msg("pool %d (E %d G %d S %d): bound %.6f above the optimum %.6f", c, E, G, S, b, opt);
+    assert_true(b >= lb);
+    above += b > lb * (1 + 1e-6);
+    eplb_loads_free(x);
+  }
+  printf("dominant bound above LB on %d of 120 tiny pools\n", above);
+  assert_true(above >= 10);
+}
+
 /* A hand case for the exhaustive optimum: loads 3, 3, 2, 2 on two devices of two slots (every
  * expert once) pair as {3, 2} and {3, 2}. */
 static void exact_optimum_of_a_hand_case(void **state) {
@@ -507,6 +539,7 @@ int main(void) {
       cmocka_unit_test(plans_are_deterministic),
       cmocka_unit_test(no_plan_beats_the_lower_bound),
       cmocka_unit_test(exact_optimum_of_a_hand_case),
+      cmocka_unit_test(dominant_bound_never_exceeds_the_exact_optimum),
       cmocka_unit_test(balanced_stays_near_the_exact_optimum_of_tiny_pools),
       cmocka_unit_test(none_is_within_0_2_percent_of_the_bound_at_9_slots_per_device),
       cmocka_unit_test(balanced_is_never_worse_than_the_reference_where_it_has_no_duplicates),

@@ -151,4 +151,107 @@ static inline double oracle_small_optimum(const double *w, int32_t n, int32_t G,
   return o.best;
 }
 
+/* ---- a lower bound that sees a dominant expert ---- */
+
+/* Multipliers tried for the combined top-side test in oracle_dominant_fits (each gives a valid
+ * necessary condition; ORACLE_LAMBDA_LOAD_ONLY stands for the load test alone). */
+#define ORACLE_LAMBDAS 7
+#define ORACLE_LAMBDA_LOAD_ONLY (-1.0)
+
+/* Whether busiest-device load T survives a relaxation built around the heaviest expert h (load
+ * W) on G devices of S slots, duplicates forbidden. If h has c replicas (c distinct devices, c >=
+ * W/T), each of those "top" devices has S-1 other slots whose items sum to at most
+ * delta = T - W/c, so every item there is <= delta and the top devices take at most c*delta of
+ * the other experts' load in at most (S-1)*c items; the other F = G-c devices offer S*F slots of
+ * at most T each. Every other expert f (load w_f) is covered by u_f free slots and t_f top slots
+ * with u_f*T + t_f*delta >= w_f, so with u_f free slots it needs t_f >= ceil((w_f - u_f*T)^+ /
+ * delta) top slots (t_f <= c) and puts at least (w_f - u_f*T)^+ on the top devices (a zero load
+ * still takes one slot). T fails for this c when no choice of the u_f with sum <= S*F keeps, for
+ * some multiplier lam >= 0, sum t_f + lam * sum load_f / delta <= (S-1)*c + lam*c (a
+ * consequence of the two top-side limits); a multiple-choice knapsack over the free slots
+ * decides it exactly for each lam. T fails when it fails for every c. dp: S*G+1 scratch. */
+static inline int oracle_dominant_fits(const double *w, int32_t n, int32_t G, int32_t S,
+                                       double T, double *dp) {
+  static const double LAMS[ORACLE_LAMBDAS] = {0, 0.25, 0.5, 1, 2, 4, ORACLE_LAMBDA_LOAD_ONLY};
+  int32_t h = 0;
+  for (int32_t e = 1; e < n; e++)
+    h = w[e] > w[h] ? e : h;
+  double W = w[h];
+  int32_t cmin = W > 0 ? (int32_t)ceil(W / T - 1e-12) : 1;
+  for (int32_t c = cmin < 1 ? 1 : cmin; c <= G; c++) {
+    double delta = T - W / (double)c;
+    int32_t F = G - c, A1 = (S - 1) * c, A2 = S * F, ok = 1;
+    for (int k = 0; k < ORACLE_LAMBDAS && ok; k++) {
+      double lam = LAMS[k], budget = lam < 0 ? (double)c * delta : A1 + lam * (double)c;
+      for (int32_t u = 0; u <= A2; u++)
+        dp[u] = u ? INFINITY : 0;
+      for (int32_t f = 0; f < n; f++) {
+        if (f == h)
+          continue;
+        int32_t umax = w[f] > 0 ? (int32_t)ceil(w[f] / T - 1e-12) : 1;
+        umax = umax > F ? F : umax;
+        /* Multiple choice: u descending so each dp[u] reads the previous expert's row. */
+        for (int32_t u = A2; u >= 0; u--) {
+          double best = INFINITY;
+          for (int32_t uf = 0; uf <= umax && uf <= u; uf++) {
+            if (dp[u - uf] == INFINITY)
+              continue;
+            double rem = w[f] - uf * T;
+            rem = rem > 0 ? rem : 0;
+            int32_t tf;
+            if (rem > 0) {
+              if (delta <= 0)
+                continue;
+              double q = ceil(rem / delta - 1e-9);
+              if (q > c)
+                continue;
+              tf = (int32_t)q;
+            } else {
+              tf = uf == 0; /* a zero-load expert with no free slot takes a top slot */
+            }
+            if (tf > c)
+              continue;
+            double cost = lam < 0 ? rem : tf + (delta > 0 ? lam * rem / delta : 0);
+            cost += dp[u - uf];
+            best = cost < best ? cost : best;
+          }
+          dp[u] = best;
+        }
+      }
+      double mn = INFINITY;
+      for (int32_t u = 0; u <= A2; u++)
+        mn = dp[u] < mn ? dp[u] : mn;
+      ok = mn <= budget * (1 + 1e-12) + 1e-9;
+    }
+    if (ok)
+      return 1;
+  }
+  return 0;
+}
+
+/* A lower bound on the duplicate-free optimum of G devices with S slots: the largest T in
+ * [lb, hi] that oracle_dominant_fits rejects (found by bisection to a relative 1e-6; lb when it
+ * rejects none). lb is a known lower bound (e.g. LB) and hi a load some plan reaches. Strong only
+ * when one expert carries many devices' worth of load. */
+static inline double oracle_dominant_bound(const double *w, int32_t n, int32_t G, int32_t S,
+                                           double lb, double hi) {
+  double *dp = malloc(((size_t)S * (size_t)G + 1) * sizeof *dp);
+  if (!dp)
+    return lb;
+  if (oracle_dominant_fits(w, n, G, S, lb, dp)) {
+    free(dp);
+    return lb;
+  }
+  double lo = lb;
+  while (hi - lo > lo * 1e-6) {
+    double mid = (lo + hi) / 2;
+    if (oracle_dominant_fits(w, n, G, S, mid, dp))
+      hi = mid;
+    else
+      lo = mid;
+  }
+  free(dp);
+  return lo;
+}
+
 #endif /* EPLB_TEST_ORACLES_H */
