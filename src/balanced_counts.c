@@ -4,8 +4,10 @@
  * partners. A descent then moves replicas one at a time from a pseudo-random donor (an expert
  * with two or more replicas) to an expert of the busiest device, judged by a fast largest-first
  * packing without the duplicate rule, and keeps every move that does not raise the maximum
- * (sideways moves let it cross plateaus). The generator is seeded with a constant and the start
- * number, so the result depends on the input only. */
+ * (sideways moves let it cross plateaus). Optionally it anneals: a move that raises the maximum
+ * is kept with a probability that shrinks with the rise and over the run, and the lightest
+ * counts seen are returned. The generator is seeded with a constant and the start number, so
+ * the result depends on the input only. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,7 @@ typedef struct descent {
   int32_t *donor;  /* [n] experts with two or more replicas (the only possible donors) */
   int32_t *at;     /* [n] position of each expert in donor, -1 when absent */
   int32_t ndonor;
+  int32_t *best;   /* [n] annealing: the lightest counts seen (NULL for a plain descent) */
   int32_t top[EPLB__DESCENT_MAX_SLOTS]; /* experts of the busiest device */
   uint64_t rng;
 } descent;
@@ -206,7 +209,7 @@ static void sync_donor(descent *x, int32_t e) {
 }
 
 int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
-                        int32_t iters, double stop, uint32_t start) {
+                        int32_t iters, double stop, uint32_t start, double temp) {
   if (S > EPLB__DESCENT_MAX_SLOTS || iters <= 0)
     return 0;
   descent x;
@@ -240,29 +243,47 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
   for (int32_t e = 0; e < n; e++)
     sync_donor(&x, e);
   resort(&x);
-  double cur = evaluate(&x, INFINITY);
-  int32_t patience = (int32_t)(iters * DESCENT_PATIENCE_SHARE) + 1;
+  double cur = evaluate(&x, INFINITY), best = cur, heat = temp * cur;
+  int32_t patience = temp > 0 ? iters : (int32_t)(iters * DESCENT_PATIENCE_SHARE) + 1;
   int32_t top[EPLB__DESCENT_MAX_SLOTS];
-  for (int32_t it = 0, idle = 0; it < iters && cur > stop && idle < patience;
+  if (temp > 0) {
+    x.best = eplb__calloc((size_t)n, sizeof *x.best);
+    if (!x.best) {
+      rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+      goto done;
+    }
+    memcpy(x.best, cnt, (size_t)n * sizeof *cnt);
+  }
+  for (int32_t it = 0, idle = 0; it < iters && best > stop && idle < patience;
        it++, idle++) {
     memcpy(top, x.top, sizeof top);
     int32_t g = top[next_rand(&x.rng) % (uint64_t)S];
     if (x.ndonor == 0)
       break;
     int32_t h = x.donor[next_rand(&x.rng) % (uint64_t)x.ndonor];
-    if (g == h || cnt[g] >= G || w[h] / (double)(cnt[h] - 1) > cur)
+    /* Annealing accepts a rise below heat * (1 - progress) * -ln(u) (u uniform in (0, 1]);
+     * drawn first, so the packing can stop as soon as it passes the limit. */
+    double limit = cur;
+    if (temp > 0) {
+      double u = ((double)(next_rand(&x.rng) >> 11) + 1) / 9007199254740992.0;
+      limit = cur - heat * (1 - (double)it / (double)iters) * log(u);
+    }
+    if (g == h || cnt[g] >= G || w[h] / (double)(cnt[h] - 1) > limit)
       continue;
     set_count(&x, g, cnt[g] + 1);
     set_count(&x, h, cnt[h] - 1);
     reposition(&x, g);
     reposition(&x, h);
-    double v = evaluate(&x, cur);
-    if (v <= cur) {
+    double v = evaluate(&x, limit);
+    if (v <= limit) {
       if (v < cur)
         idle = 0;
       cur = v;
       sync_donor(&x, g);
       sync_donor(&x, h);
+      if (x.best && cur < best)
+        memcpy(x.best, cnt, (size_t)n * sizeof *cnt);
+      best = cur < best ? cur : best;
       continue;
     }
     set_count(&x, g, cnt[g] - 1);
@@ -271,6 +292,8 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
     reposition(&x, h);
     memcpy(x.top, top, sizeof top);
   }
+  if (x.best)
+    memcpy(cnt, x.best, (size_t)n * sizeof *cnt);
 done:
   free(x.order);
   free(x.pos);
@@ -281,5 +304,6 @@ done:
   free(x.who);
   free(x.donor);
   free(x.at);
+  free(x.best);
   return rc;
 }

@@ -28,11 +28,19 @@
 /* Count-descent moves per pool with up to 16 slots per device (deterministic caps); two slots
  * per device get more, their fast packing being a plain pairing. */
 #define DESCENT_ITERS 400
-#define DESCENT_ITERS_PAIRS 1200
-/* Two slots per device (no soft rule): descents from this many seeds, the best kept; count
- * rounds only in pools of at most PAIR_ROUNDS_MAX_DEVICES devices. */
+#define DESCENT_ITERS_PAIRS 2400
+/* Two slots per device (no soft rule): descents from this many seeds, annealing at
+ * PAIR_ANNEAL_TEMP (a share of the starting maximum), the best kept; count rounds only in pools
+ * of at most PAIR_ROUNDS_MAX_DEVICES devices. Measured on the goal sweep: annealing takes the
+ * worst 2-slot cells (E256 sigma 1.4, E128 sigma 2.0) from 1.020-1.024 to 1.016-1.018 of the
+ * bound at twice the time; at 3 slots it gained nothing. */
 #define PAIR_DESCENT_STARTS 4
+#define PAIR_ANNEAL_TEMP 3e-3
 #define PAIR_ROUNDS_MAX_DEVICES 64
+/* Descents with 3 or more slots per device, for a layer still far above the bound (see
+ * RESTART_FROM in balanced_pool.c): each start takes a different path, and the landscape there
+ * has many local minima (measured: one 5-slot layer from 1.0065 to 1.0031 of the bound). */
+#define DESCENT_STARTS 8
 
 /* ---- parameters ---- */
 
@@ -344,11 +352,13 @@ static int plan_layer(const double *w, const eplb_params *pr, eplb_hierarchy h, 
   pl.slots = S;
   pl.max_rounds = h == EPLB_HIER_SOFT ? SOFT_ROUNDS : COUNT_ROUNDS;
   pl.descent_iters = S == 2 ? DESCENT_ITERS_PAIRS : DESCENT_ITERS;
+  pl.descent_starts = DESCENT_STARTS;
   if (S == 2 && h != EPLB_HIER_SOFT) {
     /* Pairs: descents from several seeds; on many devices instead of count rounds, whose swap
      * searches there cost more than they find (measured at 256 devices: same time, lower
      * maxima; on a few dozen devices the rounds still pay). */
     pl.descent_starts = PAIR_DESCENT_STARTS;
+    pl.descent_temp = PAIR_ANNEAL_TEMP;
     if (G / (h == EPLB_HIER_STRICT ? N : 1) > PAIR_ROUNDS_MAX_DEVICES)
       pl.max_rounds = 0;
   }

@@ -50,6 +50,7 @@ typedef struct eplb__pool {
   int32_t max_rounds;   /* replica-count refinement rounds (deterministic cap) */
   int32_t descent_iters; /* moves tried by eplb__count_descent (slots <= 16) */
   int32_t descent_starts; /* descents from the greedy's counts, each with its own seed (< 1: 1) */
+  double descent_temp;    /* > 0: the descents anneal at this temperature (see eplb__count_descent) */
   double deadline;      /* monotonic seconds after which refinement stops; 0: never */
   const int32_t *init_cnt; /* [n] counts to start from instead of the min-max greedy's (soft:
                               eplb__anchor_counts); NULL: the greedy's */
@@ -94,9 +95,12 @@ eplb_hierarchy eplb__resolve_hierarchy(const eplb_params *pr);
  * EPLB__DESCENT_MAX_SLOTS slots: at most `iters` moves of one replica from a pseudo-random donor
  * among the experts holding two or more (fixed seed, varied by `start`: different starts take
  * different paths) to an expert of the busiest device of a largest-first packing, each kept when
- * the maximum does not rise; stops once it is <= stop. No-op for larger S. @return 0 or ENOMEM. */
+ * the maximum does not rise; stops once it is <= stop. With temp > 0 it anneals instead: a move
+ * raising the maximum by r is also kept with probability exp(-r / (temp * m0 * (1 - i/iters)))
+ * (m0 the starting maximum, i the move), all `iters` moves run, and the lightest counts seen
+ * are returned. No-op for larger S. @return 0 or ENOMEM. */
 int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
-                        int32_t iters, double stop, uint32_t start);
+                        int32_t iters, double stop, uint32_t start, double temp);
 
 /* ---- target-driven construction (balanced_target.c) ---- */
 

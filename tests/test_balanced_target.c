@@ -227,11 +227,74 @@ static void pairs_exact_optimum_lies_between_the_bound_and_the_engine(void **sta
          PAIR_N, PAIR_G, gap_lb / PAIR_CASES, worst_lb, gap_engine / PAIR_CASES);
 }
 
+/* ---- the annealing count descent ---- */
+
+/* The largest pair when the items of counts cnt (w_e / cnt_e, cnt_e times) are sorted and the
+ * k-th largest goes with the k-th smallest: the best pairing on two slots per device when
+ * duplicates are allowed (written here from the definition). */
+static double pairing_max(const double *w, const int32_t *cnt, int32_t n, int32_t G) {
+  double *it = malloc(2 * (size_t)G * sizeof *it), mx = 0;
+  int32_t m = 0;
+  for (int32_t e = 0; e < n; e++)
+    for (int32_t r = 0; r < cnt[e]; r++)
+      it[m++] = w[e] / cnt[e];
+  assert_int_equal(m, 2 * G);
+  qsort(it, (size_t)m, sizeof *it, oracle_desc_cmp);
+  for (int32_t k = 0; k < G; k++)
+    mx = it[k] + it[m - 1 - k] > mx ? it[k] + it[m - 1 - k] : mx;
+  free(it);
+  return mx;
+}
+
+/* Temperatures for the annealing test: the one plans use, and one hot enough to wander. */
+#define ANNEAL_PLAN 3e-3
+#define ANNEAL_HOT 0.5
+
+/* With annealing the descent may keep moves that raise the maximum, so what it returns must be
+ * the lightest counts it saw: never heavier than where it started (by the pairing measure it
+ * judges with two slots), each count in 1..G summing to 2G, the same counts on a second run,
+ * and lighter than the start on some pools (it is not a no-op). */
+static void annealed_descent_returns_valid_counts_no_heavier_than_its_start(void **state) {
+  (void)state;
+  rng_state = 37;
+  int lighter = 0;
+  for (int c = 0; c < 60; c++) {
+    int32_t G = 8 + (int32_t)(rnd() % 57), n = G / 2 + (int32_t)(rnd() % (uint64_t)(G + 1));
+    double *w = malloc((size_t)n * sizeof *w);
+    int32_t *cnt = malloc((size_t)n * sizeof *cnt), *again = malloc((size_t)n * sizeof *again);
+    for (int32_t e = 0; e < n; e++)
+      w[e] = heavy_load();
+    eplb__min_max_share(w, n, 2 * G, G, cnt);
+    double start = pairing_max(w, cnt, n, G);
+    /* Every other pool runs hot, so that its last state is often far from the best one. */
+    double temp = c % 2 ? ANNEAL_HOT : ANNEAL_PLAN;
+    memcpy(again, cnt, (size_t)n * sizeof *cnt);
+    assert_int_equal(eplb__count_descent(w, n, G, 2, cnt, 800, 0, 1, temp), 0);
+    assert_int_equal(eplb__count_descent(w, n, G, 2, again, 800, 0, 1, temp), 0);
+    int32_t sum = 0;
+    for (int32_t e = 0; e < n; e++) {
+      assert_true(cnt[e] >= 1 && cnt[e] <= G);
+      assert_int_equal(cnt[e], again[e]);
+      sum += cnt[e];
+    }
+    assert_int_equal(sum, 2 * G);
+    double end = pairing_max(w, cnt, n, G);
+    assert_true(end <= start * (1 + TOL));
+    lighter += end < start * (1 - 1e-6);
+    free(w);
+    free(cnt);
+    free(again);
+  }
+  printf("annealed descent lighter than its start on %d of 60 pools\n", lighter);
+  assert_true(lighter >= 20);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(target_plans_are_valid_and_report_their_true_maximum),
       cmocka_unit_test(optimum_of_tiny_pools_is_above_the_bound_and_below_the_engine),
       cmocka_unit_test(pairs_exact_optimum_lies_between_the_bound_and_the_engine),
+      cmocka_unit_test(annealed_descent_returns_valid_counts_no_heavier_than_its_start),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

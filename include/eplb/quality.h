@@ -23,11 +23,16 @@
  *        to come; leftover slots take one more replica of the expert whose new replica best fits
  *        the roomiest device. Its lightest plan goes through 3-4 and is kept when lighter;
  *     6. with at most 16 slots per device, when still over 0.2% above the bound: a count descent
- *        (at most 400 moves, 1200 with 2 slots per device; it stops after 30% of them in a row
- *        without gain) moves one replica from a pseudo-random expert holding two or more
- *        (fixed seed) to an expert of the busiest device of a fast largest-first packing,
- *        keeping moves that do not raise the maximum; its counts go through 2-4 again and the
- *        lighter plan is kept. With 2 slots per device (not soft) the descent runs from 4 seeds,
+ *        (at most 400 moves; it stops after 30% of them in a row without gain) moves one replica
+ *        from a pseudo-random expert holding two or more (fixed seed) to an expert of the
+ *        busiest device of a fast largest-first packing, keeping moves that do not raise the
+ *        maximum; its counts go through 2-4 again and the lighter plan is kept. While the plan
+ *        stays more than 0.4% above where the search stops, further descents run from other
+ *        seeds (up to 8 in all, ending after 3 in a row found nothing lighter), the best plan
+ *        kept. With 2 slots per device (not soft) the fast packing is the exact pairing of the
+ *        k-th largest replica with the k-th smallest, each descent anneals (2400 moves; a move
+ *        raising the maximum by r is kept with probability exp(-r / t), t falling linearly from
+ *        0.3% of the starting maximum to 0; the lightest counts seen are kept), up to 4 run,
  *        and on pools of more than 64 devices step 4 is skipped (there its swap searches cost
  *        more than they find; the seeds find more in the same time).
  *   Every search stops once the busiest device is within 0.05% of the pool's lower bound (under
