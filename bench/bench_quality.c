@@ -470,7 +470,7 @@ static void pair_exact_note(const eplb_loads *x, int32_t G) {
 
 /* Tiny pools whose duplicate-free optimum is searched exhaustively for the real counts. */
 #define SMALL_EXACT_MAX_EXPERTS 8
-#define SMALL_EXACT_MAX_SLOTS 12
+#define SMALL_EXACT_MAX_SLOTS 16
 
 /* Prints the duplicate-free optimum over LB, worst over the layers of x on G devices of S. */
 static void small_exact_note(const eplb_loads *x, int32_t G, int32_t S) {
@@ -521,10 +521,10 @@ static void real_goals(void) {
         eplb_placement_free(p);
       }
       printf("  %d/dev G%-3d %.4f (%.4f)", S, G, worst[0], worst[1]);
-      if (S == 2 && x->num_experts <= PAIR_EXACT_MAX)
-        pair_exact_note(x, G);
-      else if (x->num_experts <= SMALL_EXACT_MAX_EXPERTS && G * S <= SMALL_EXACT_MAX_SLOTS)
+      if (x->num_experts <= SMALL_EXACT_MAX_EXPERTS && G * S <= SMALL_EXACT_MAX_SLOTS)
         small_exact_note(x, G, S);
+      else if (S == 2 && x->num_experts <= PAIR_EXACT_MAX)
+        pair_exact_note(x, G);
     }
     printf("\n");
     eplb_loads_free(x);

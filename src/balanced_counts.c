@@ -307,3 +307,105 @@ done:
   free(x.best);
   return rc;
 }
+
+/* ---- exact counts for small pools with two slots per device ---- */
+
+/* Small pools are searched over every count vector when there are at most this many (the
+ * descent's single moves can all be uphill there: one replica is a large share of a load). */
+#define PAIR_EXACT_MAX_VECTORS 5e5
+
+/* The state of the enumeration. */
+typedef struct pair_exact {
+  const double *w;
+  int32_t n, G, keep;
+  int32_t *cur;  /* [n] counts being tried */
+  int32_t *ord;  /* [n] experts by item size, largest first */
+  double *item;  /* [2G] items of cur, largest first */
+  int32_t kept;  /* count vectors in out so far (<= keep) */
+  double *val;   /* [keep] their largest pairs, ascending */
+  int32_t *out;  /* [keep*n] the best count vectors, in the order of val */
+} pair_exact;
+
+/* The largest pair when cur's items are sorted and the k-th largest goes with the k-th smallest
+ * (the best pairing when duplicates are allowed). */
+static double pair_value(pair_exact *q) {
+  for (int32_t i = 0; i < q->n; i++) {
+    int32_t e = i, j = i;
+    double se = q->w[e] / q->cur[e];
+    while (j > 0 && q->w[q->ord[j - 1]] / q->cur[q->ord[j - 1]] < se) {
+      q->ord[j] = q->ord[j - 1];
+      j--;
+    }
+    q->ord[j] = e;
+  }
+  int32_t m = 0;
+  for (int32_t i = 0; i < q->n; i++)
+    for (int32_t r = 0; r < q->cur[q->ord[i]]; r++)
+      q->item[m++] = q->w[q->ord[i]] / q->cur[q->ord[i]];
+  double mx = 0;
+  for (int32_t k = 0; k < q->G; k++)
+    mx = q->item[k] + q->item[m - 1 - k] > mx ? q->item[k] + q->item[m - 1 - k] : mx;
+  return mx;
+}
+
+/* The value a count vector must beat to enter the kept list. */
+static double pair_cutoff(const pair_exact *q) {
+  return q->kept < q->keep ? INFINITY : q->val[q->keep - 1];
+}
+
+/* Inserts cur (largest pair v) into the kept list, dropping the worst when it is full. */
+static void pair_keep(pair_exact *q, double v) {
+  int32_t i = q->kept < q->keep ? q->kept++ : q->keep - 1;
+  for (; i > 0 && q->val[i - 1] > v; i--) {
+    q->val[i] = q->val[i - 1];
+    memcpy(q->out + (size_t)i * q->n, q->out + (size_t)(i - 1) * q->n, (size_t)q->n * sizeof *q->out);
+  }
+  q->val[i] = v;
+  memcpy(q->out + (size_t)i * q->n, q->cur, (size_t)q->n * sizeof *q->out);
+}
+
+/* Tries every count of expert e and those after it, `left` slots to give; a count whose item
+ * alone is above the cutoff is skipped. */
+static void pair_enumerate(pair_exact *q, int32_t e, int32_t left) {
+  int32_t rest = q->n - 1 - e, hi = left - rest < q->G ? left - rest : q->G;
+  for (int32_t c = rest == 0 ? left : 1; c <= hi; c++) {
+    if (c < 1 || q->w[e] / c > pair_cutoff(q))
+      continue;
+    q->cur[e] = c;
+    if (rest > 0) {
+      pair_enumerate(q, e + 1, left - c);
+      continue;
+    }
+    double v = pair_value(q);
+    if (v < pair_cutoff(q))
+      pair_keep(q, v);
+  }
+}
+
+int eplb__pair_counts_exact(const double *w, int32_t n, int32_t G, int32_t keep, int32_t *out,
+                            int32_t *kept) {
+  *kept = 0;
+  /* compositions of 2G into n positive parts: C(2G-1, n-1) bounds the vectors tried */
+  double vectors = 1;
+  for (int32_t i = 1; i < n && vectors <= PAIR_EXACT_MAX_VECTORS; i++)
+    vectors = vectors * (double)(2 * G - i) / (double)i;
+  if (n < 2 || n > 2 * G || keep < 1 || vectors > PAIR_EXACT_MAX_VECTORS)
+    return 0;
+  pair_exact q = {w, n, G, keep, NULL, NULL, NULL, 0, NULL, out};
+  q.cur = eplb__calloc((size_t)n, sizeof *q.cur);
+  q.ord = eplb__calloc((size_t)n, sizeof *q.ord);
+  q.item = eplb__calloc(2 * (size_t)G, sizeof *q.item);
+  q.val = eplb__calloc((size_t)keep, sizeof *q.val);
+  int rc = 0;
+  if (!q.cur || !q.ord || !q.item || !q.val)
+    rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+  if (!rc) {
+    pair_enumerate(&q, 0, 2 * G);
+    *kept = q.kept;
+  }
+  free(q.cur);
+  free(q.ord);
+  free(q.item);
+  free(q.val);
+  return rc;
+}

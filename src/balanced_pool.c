@@ -38,6 +38,8 @@
  * gap, or after such a run, they rarely find anything (measured: same maxima, 2-5x the time). */
 #define RESTART_FROM 4e-3
 #define RESTART_PATIENCE 3
+/* Count vectors of the exact two-slot search packed for real (see eplb__pair_counts_exact). */
+#define PAIR_EXACT_KEEP 8
 /* Count rounds: experts of the busiest device tried as gainers, cheapest donors tried for each. */
 #define GAIN_TRIES 2
 #define DONOR_TRIES 8
@@ -771,6 +773,21 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
       }
     }
     free(alt);
+  }
+  /* Two slots on a small pool: the count vectors of the best pairings over all of them. */
+  if (!rc && best > stop * (1 + DESCENT_FROM) && s.S == 2 && !pl->home) {
+    int32_t kept = 0, *vec = eplb__calloc((size_t)PAIR_EXACT_KEEP * (size_t)s.n, sizeof *vec);
+    rc = vec ? eplb__pair_counts_exact(pl->w, s.n, s.G, PAIR_EXACT_KEEP, vec, &kept)
+             : eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+    for (int32_t k = 0; !rc && k < kept && best > stop; k++) {
+      memcpy(s.cnt, vec + (size_t)k * s.n, (size_t)s.n * sizeof *s.cnt);
+      rc = solve_counts(&s, &save, stop);
+      if (!rc && s.load[busiest(&s)] < best) {
+        memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
+        best = s.load[busiest(&s)];
+      }
+    }
+    free(vec);
   }
   /* Few slots per device: also try the descent's counts (from up to descent_starts seeds, the
    * later ones only while far above the bound), keep the best plan. */

@@ -102,6 +102,15 @@ eplb_hierarchy eplb__resolve_hierarchy(const eplb_params *pr);
 int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
                         int32_t iters, double stop, uint32_t start, double temp);
 
+/* With two slots per device and few enough count vectors (at most 5e5 compositions of 2G into
+ * n parts, each part 1..G), tries them all and writes to out[keep*n] the `keep` vectors whose
+ * best pairing with duplicates allowed (the k-th largest replica with the k-th smallest) has the
+ * smallest largest pair, lightest first; *kept gets how many were written (0 when the pool is
+ * too large). Duplicates can make the lightest vector pack worse than the next ones, hence
+ * several. @return 0 or ENOMEM. */
+int eplb__pair_counts_exact(const double *w, int32_t n, int32_t G, int32_t keep, int32_t *out,
+                            int32_t *kept);
+
 /* ---- target-driven construction (balanced_target.c) ---- */
 
 /* Builds plans for a pool of G devices of S slots without locality rules by a binary search on

@@ -34,7 +34,11 @@
  *        raising the maximum by r is kept with probability exp(-r / t), t falling linearly from
  *        0.3% of the starting maximum to 0; the lightest counts seen are kept), up to 4 run,
  *        and on pools of more than 64 devices step 4 is skipped (there its swap searches cost
- *        more than they find; the seeds find more in the same time).
+ *        more than they find; the seeds find more in the same time). Before that, a pool with 2
+ *        slots per device and at most 5e5 count vectors (e.g. 8 experts on 8 devices, or 10 on
+ *        10) has every count vector judged by that pairing, and the 8 lightest go through 2-4
+ *        (duplicates can make the lightest pack worse than the next): such pools end at the
+ *        optimum of the pairing on most inputs, where single moves of the descent all go uphill.
  *   Every search stops once the busiest device is within 0.05% of the pool's lower bound (under
  *   strict, of the heaviest node's bound: a light node need not be better than the bottleneck).
  *   Under soft, 5 and 6 are skipped: neither sees the first-replica rule.
