@@ -4,6 +4,7 @@
  * to the lightest node with a free slot, then trades between the heaviest node and the others),
  * and each node is then packed on its own with its counts fixed. Deterministic; ties go to the
  * lower index. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,23 @@
 /* Exchange rounds between the heaviest node and the others (a deterministic cap; each round
  * lowers the heaviest node or stops). */
 #define EXCHANGE_ROUNDS 256
+/* Node search: moves per split (a deterministic cap), and the least relative gain of one. */
+#define NODE_SEARCH_MOVES 400
+#define NODE_MIN_GAIN 1e-9
+/* The node search stops once the heaviest node is within this share of the mean node. */
+#define NODE_STOP 1e-4
+/* Pair balancing of a packed node: passes over all device pairs (a deterministic cap), and the
+ * least relative gain of one exchange. */
+#define PAIR_PASSES 64
+#define PAIR_MIN_GAIN 1e-9
+/* Pair balancing stops once a node's busiest device is within this share of its mean. */
+#define PAIR_STOP 2e-4
+/* Pair balancing turns to the node with the busiest device at most this many times per node. */
+#define PAIR_NODE_ROUNDS 4
+/* With more slots per device than this, pair balancing visits only pairs whose heavier device is
+ * above where it stops (measured: at 9 slots per device all pairs cost twice the plan time for
+ * 0.02%; at 5 they are cheap and gain 0.1%). */
+#define PAIR_ALL_MAX_SLOTS 6
 
 /* One extra replica: its expert, its size and the node it is on. */
 typedef struct extra {
@@ -32,12 +50,17 @@ static int extra_cmp(const void *pa, const void *pb) {
 typedef struct split {
   int32_t E, N, Gn, S;
   const int32_t *home;
+  const double *w; /* [E] expert loads */
+  int32_t *cnt;    /* [E] replica counts (the node search may change them) */
+  double cap;      /* largest replica the node search may make; 0: counts fixed */
   double *size;    /* [E] load of one replica */
   double *load;    /* [N] node loads */
   int32_t *room;   /* [N] free slots */
   int32_t *copies; /* [E*N] replicas of e on node n */
   int32_t *big;    /* [N] replicas on the node larger than half a device's mean load */
   double half;     /* half a device's mean load */
+  int32_t *lst;    /* [E*(N+1)] node search: experts removable per node, then those on top */
+  int32_t *nrem;   /* [N] node search: lengths of the lists */
   extra *x;        /* [extras] */
   int32_t nx;
 } split;
@@ -123,6 +146,322 @@ static void exchange(split *sp) {
   }
 }
 
+/* ---- node search ---- */
+
+/* Node loads and big-replica tallies from the copies and counts. */
+static void node_totals(split *sp) {
+  memset(sp->load, 0, (size_t)sp->N * sizeof *sp->load);
+  memset(sp->big, 0, (size_t)sp->N * sizeof *sp->big);
+  for (int32_t e = 0; e < sp->E; e++) {
+    sp->size[e] = sp->w[e] / (double)sp->cnt[e];
+    for (int32_t n = 0; n < sp->N; n++) {
+      int32_t k = sp->copies[(size_t)e * sp->N + n];
+      sp->load[n] += (double)k * sp->size[e];
+      sp->big[n] += k * (sp->size[e] > sp->half);
+    }
+  }
+}
+
+/* One candidate move of the node search: on node m, a copy of expert b gives way to a copy of
+ * expert a; with `trade` set, b's copy goes to node m2 in exchange (counts unchanged), else b
+ * loses a replica and a gains one. */
+typedef struct nmove {
+  int32_t m, m2, a, b, trade;
+} nmove;
+
+/* The node loads after move mv into nl[N]; @return the largest, or INFINITY when one exceeds
+ * bound or the move breaks a node's limit on replicas over half a device's mean. */
+static double after_move(const split *sp, const nmove *mv, double *nl, double bound) {
+  int32_t N = sp->N, a = mv->a, b = mv->b;
+  double sa = sp->size[a], sb = sp->size[b], sa2 = sa, sb2 = sb;
+  if (!mv->trade) {
+    sa2 = sp->w[a] / (double)(sp->cnt[a] + 1);
+    sb2 = sp->w[b] / (double)(sp->cnt[b] - 1);
+  }
+  double mx = 0;
+  for (int32_t n = 0; n < N; n++) {
+    int32_t ka = sp->copies[(size_t)a * N + n], kb = sp->copies[(size_t)b * N + n];
+    int32_t ka2 = ka + (n == mv->m) - (mv->trade && n == mv->m2);
+    int32_t kb2 = kb - (n == mv->m) + (mv->trade && n == mv->m2);
+    nl[n] = sp->load[n] - (double)ka * sa - (double)kb * sb + (double)ka2 * sa2 +
+            (double)kb2 * sb2;
+    int32_t bg = sp->big[n] - ka * (sa > sp->half) - kb * (sb > sp->half) +
+                 ka2 * (sa2 > sp->half) + kb2 * (sb2 > sp->half);
+    if ((bg > sp->Gn && bg > sp->big[n]) || nl[n] > bound)
+      return INFINITY;
+    mx = nl[n] > mx ? nl[n] : mx;
+  }
+  return mx;
+}
+
+/* The sum of squared node loads in nl[N]. */
+static double sum_sq(const double *nl, int32_t N) {
+  double q = 0;
+  for (int32_t n = 0; n < N; n++)
+    q += nl[n] * nl[n];
+  return q;
+}
+
+/* Whether node n holds a copy of e that may leave it (not e's first replica). */
+static int removable(const split *sp, int32_t e, int32_t n) {
+  return sp->copies[(size_t)e * sp->N + n] > (sp->home[e] == n);
+}
+
+/* Keeps mv as the best move so far when its node loads beat (*bmax, *bsq); node `top`'s load
+ * after the move, found first, rules most moves out. */
+static void consider(const split *sp, const nmove *mv, int32_t top, double *nl, double *bmax,
+                     double *bsq, nmove *best) {
+  int32_t N = sp->N, a = mv->a, b = mv->b;
+  double sa = sp->size[a], sb = sp->size[b], sa2 = sa, sb2 = sb;
+  if (!mv->trade) {
+    sa2 = sp->w[a] / (double)(sp->cnt[a] + 1);
+    sb2 = sp->w[b] / (double)(sp->cnt[b] - 1);
+  }
+  int32_t ka = sp->copies[(size_t)a * N + top], kb = sp->copies[(size_t)b * N + top];
+  int32_t ka2 = ka + (top == mv->m) - (mv->trade && top == mv->m2);
+  int32_t kb2 = kb - (top == mv->m) + (mv->trade && top == mv->m2);
+  double lt = sp->load[top] - (double)ka * sa - (double)kb * sb + (double)ka2 * sa2 +
+              (double)kb2 * sb2;
+  if (lt > *bmax)
+    return;
+  double mx = after_move(sp, mv, nl, *bmax);
+  if (mx > *bmax)
+    return;
+  double q = sum_sq(nl, sp->N);
+  if (mx < *bmax || q < *bsq) {
+    *bmax = mx;
+    *bsq = q;
+    *best = *mv;
+  }
+}
+
+/* Lowers the heaviest node by moves that keep every node's slot count: a copy of expert b on node
+ * m gives way to a new replica of expert a (b keeps its first replica and one replica at least,
+ * a's replicas all shrink, no replica past sp->cap), or two nodes trade copies of two experts.
+ * Every move must lower the heaviest node; the one leaving the lightest maximum (then the smallest
+ * sum of squares) is taken, up to NODE_SEARCH_MOVES times. No node gets more copies of an expert
+ * than devices, nor past one replica over half a device's mean per device. @return 0 or ENOMEM. */
+static int node_search(split *sp, double *nl) {
+  int32_t N = sp->N, E = sp->E, G = N * sp->Gn;
+  node_totals(sp);
+  double total = 0;
+  for (int32_t n = 0; n < N; n++)
+    total += sp->load[n];
+  for (int it = 0; it < NODE_SEARCH_MOVES; it++) {
+    int32_t top = 0;
+    for (int32_t n = 1; n < N; n++)
+      if (sp->load[n] > sp->load[top])
+        top = n;
+    if (sp->load[top] <= total / (double)N * (1 + NODE_STOP))
+      break;
+    double bmax = sp->load[top] * (1 - NODE_MIN_GAIN), bsq = INFINITY;
+    nmove best = {-1, -1, -1, -1, 0}, mv;
+    /* The experts each node may give a copy away of, and those with a copy on top. */
+    int32_t *ontop = sp->lst + (size_t)N * E, non = 0;
+    for (int32_t n = 0; n < N; n++)
+      sp->nrem[n] = 0;
+    for (int32_t e = 0; e < E; e++) {
+      if (sp->copies[(size_t)e * N + top])
+        ontop[non++] = e;
+      for (int32_t n = 0; n < N; n++)
+        if (removable(sp, e, n))
+          sp->lst[(size_t)n * E + sp->nrem[n]++] = e;
+    }
+    for (int32_t m = 0; m < N; m++)
+      for (int32_t ib = 0; ib < sp->nrem[m]; ib++) {
+        int32_t b = sp->lst[(size_t)m * E + ib];
+        /* Count moves: b gives a replica to a (one with a copy on top unless m is top). */
+        if (sp->cap > 0 && sp->w[b] / (double)(sp->cnt[b] - 1) <= sp->cap) {
+          int32_t na = m == top ? E : non;
+          for (int32_t ia = 0; ia < na; ia++) {
+            int32_t a = m == top ? ia : ontop[ia];
+            if (a == b || sp->cnt[a] >= G || sp->copies[(size_t)a * N + m] >= sp->Gn)
+              continue;
+            mv = (nmove){m, -1, a, b, 0};
+            consider(sp, &mv, top, nl, &bmax, &bsq, &best);
+          }
+        }
+        /* Trades: b on top goes to m2, a's copy on m2 comes to top. */
+        if (m != top)
+          continue;
+        for (int32_t m2 = 0; m2 < N; m2++) {
+          if (m2 == top || sp->copies[(size_t)b * N + m2] >= sp->Gn)
+            continue;
+          for (int32_t ia = 0; ia < sp->nrem[m2]; ia++) {
+            int32_t a = sp->lst[(size_t)m2 * E + ia];
+            if (a == b || sp->size[a] >= sp->size[b] || sp->copies[(size_t)a * N + top] >= sp->Gn)
+              continue;
+            mv = (nmove){top, m2, a, b, 1};
+            consider(sp, &mv, top, nl, &bmax, &bsq, &best);
+          }
+        }
+      }
+    if (best.a < 0)
+      break;
+    sp->copies[(size_t)best.a * N + best.m]++;
+    sp->copies[(size_t)best.b * N + best.m]--;
+    if (best.trade) {
+      sp->copies[(size_t)best.a * N + best.m2]--;
+      sp->copies[(size_t)best.b * N + best.m2]++;
+    } else {
+      sp->cnt[best.a]++;
+      sp->cnt[best.b]--;
+    }
+    node_totals(sp);
+  }
+  return 0;
+}
+
+/* Whether device slots seg[0..S) hold expert e. */
+static int holds(const int32_t *seg, int32_t S, int32_t e) {
+  for (int32_t i = 0; i < S; i++)
+    if (seg[i] == e)
+      return 1;
+  return 0;
+}
+
+/* One or two replicas of a device, by their total load. */
+typedef struct group2 {
+  double v;
+  int32_t i, j; /* slots within the device; j = -1 for one replica */
+} group2;
+
+/* Scratch of pair balancing, sized for one device's groups of one or two replicas. */
+typedef struct pair_scratch {
+  unsigned char *ok; /* [S] */
+  group2 *gh, *gl;   /* [S*(S+1)/2] */
+} pair_scratch;
+
+/* Orders groups by load, then by slots. */
+static int group2_cmp(const void *pa, const void *pb) {
+  const group2 *a = pa, *b = pb;
+  if (a->v != b->v)
+    return a->v < b->v ? -1 : 1;
+  if (a->i != b->i)
+    return a->i - b->i;
+  return a->j - b->j;
+}
+
+/* Lists the groups of one or of two replicas of device slots s[0..S) that may move to a device
+ * holding o[0..S) (no expert the other device holds), in g; sorts them when `sorted`. @return
+ * how many. */
+static int32_t list_groups(const split *sp, const int32_t *s, const int32_t *o, int32_t two,
+                           int sorted, unsigned char *ok, group2 *g) {
+  int32_t S = sp->S, m = 0;
+  for (int32_t i = 0; i < S; i++)
+    ok[i] = !holds(o, S, s[i]);
+  for (int32_t i = 0; i < S; i++) {
+    if (!ok[i])
+      continue;
+    if (!two) {
+      g[m++] = (group2){sp->size[s[i]], i, -1};
+      continue;
+    }
+    for (int32_t j = i + 1; j < S; j++)
+      if (ok[j])
+        g[m++] = (group2){sp->size[s[i]] + sp->size[s[j]], i, j};
+  }
+  for (int32_t x = 1; sorted && x < m; x++) {
+    group2 t = g[x];
+    int32_t y = x;
+    while (y > 0 && group2_cmp(&t, &g[y - 1]) < 0) {
+      g[y] = g[y - 1];
+      y--;
+    }
+    g[y] = t;
+  }
+  return m;
+}
+
+/* The best exchange of `two`+1 replicas between devices h (heavier) and l: moving t = (h's group)
+ * - (l's group) from h to l with 0 < t < diff, t nearest diff / 2. Updates *bt (the best |t -
+ * diff/2| so far) and the groups *gh, *gl. */
+static void best_exchange(const split *sp, const int32_t *sh, const int32_t *sl, double diff,
+                          int32_t two, pair_scratch *ps, double *bt, group2 *gh, group2 *gl) {
+  int32_t nh = list_groups(sp, sh, sl, two, 0, ps->ok, ps->gh);
+  int32_t nl = list_groups(sp, sl, sh, two, 1, ps->ok, ps->gl);
+  for (int32_t x = 0; x < nh; x++) {
+    /* l's group nearest gh - diff/2: the first at or above it and the one before. */
+    double want = ps->gh[x].v - diff / 2;
+    int32_t lo = 0, hi = nl;
+    while (lo < hi) {
+      int32_t mid = (lo + hi) / 2;
+      if (ps->gl[mid].v < want)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    for (int32_t y = lo - 1; y <= lo; y++) {
+      if (y < 0 || y >= nl)
+        continue;
+      double t = ps->gh[x].v - ps->gl[y].v, dev = fabs(t - diff / 2);
+      if (t <= 0 || t >= diff || dev >= *bt)
+        continue;
+      *bt = dev;
+      *gh = ps->gh[x];
+      *gl = ps->gl[y];
+    }
+  }
+}
+
+/* Evens out the devices of one packed node two at a time: for a pair, the exchange of one or two
+ * replicas of the heavier device with as many of the lighter one (never an expert twice on a
+ * device) that leaves the pair's larger load smallest, taken when it lowers it. Each exchange
+ * lowers the sum of squared device loads and never raises the busiest, so passes over all pairs
+ * repeat until none helps, the busiest device is within PAIR_STOP of the node's mean, or
+ * PAIR_PASSES. seg holds the node's Gn*S slots, dl[Gn] gets the device loads. */
+static int balance_pairs(const split *sp, int32_t *seg, double *dl, pair_scratch *ps,
+                         double stop_at) {
+  int32_t Gn = sp->Gn, S = sp->S;
+  double total = 0;
+  for (int32_t d = 0; d < Gn; d++) {
+    dl[d] = 0;
+    for (int32_t i = d * S; i < (d + 1) * S; i++)
+      dl[d] += sp->size[seg[i]];
+    total += dl[d];
+  }
+  double own = total / (double)Gn * (1 + PAIR_STOP);
+  double stop = own > stop_at ? own : stop_at;
+  for (int pass = 0; pass < PAIR_PASSES; pass++) {
+    double mx = 0;
+    for (int32_t d = 0; d < Gn; d++)
+      mx = dl[d] > mx ? dl[d] : mx;
+    if (mx <= stop)
+      return mx <= own;
+    int moved = 0;
+    for (int32_t d1 = 0; d1 < Gn; d1++)
+      for (int32_t d2 = d1 + 1; d2 < Gn; d2++) {
+        int32_t h = dl[d1] >= dl[d2] ? d1 : d2, l = h == d1 ? d2 : d1;
+        int32_t *sh = seg + h * S, *sl = seg + l * S;
+        double diff = dl[h] - dl[l];
+        double bt = diff / 2 - dl[h] * PAIR_MIN_GAIN;
+        if (bt <= 0 || (S > PAIR_ALL_MAX_SLOTS && dl[h] <= stop))
+          continue;
+        group2 gh = {0, -1, -1}, gl = {0, -1, -1};
+        best_exchange(sp, sh, sl, diff, 0, ps, &bt, &gh, &gl);
+        if (S >= 2 && gh.i < 0)
+          best_exchange(sp, sh, sl, diff, 1, ps, &bt, &gh, &gl);
+        if (gh.i < 0)
+          continue;
+        double t = gh.v - gl.v;
+        int32_t x = sh[gh.i];
+        sh[gh.i] = sl[gl.i];
+        sl[gl.i] = x;
+        if (gh.j >= 0) {
+          x = sh[gh.j];
+          sh[gh.j] = sl[gl.j];
+          sl[gl.j] = x;
+        }
+        dl[h] -= t;
+        dl[l] += t;
+        moved = 1;
+      }
+    if (!moved)
+      return 1;
+  }
+  return 1;
+}
+
 /* Packs node n alone with its counts fixed; writes logical ids to row[n*Gn*S..] and returns the
  * node's busiest device in *mx. @return 0 or an error of eplb__pool_solve. */
 static int pack_node(const split *sp, int32_t n, int32_t *ids, double *w, int32_t *cnt,
@@ -154,8 +493,8 @@ static int pack_node(const split *sp, int32_t n, int32_t *ids, double *w, int32_
 }
 
 int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
-                     int32_t S, const int32_t *cnt, int32_t *row, double *max_load) {
-  split sp = {E, N, Gn, S, home, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0};
+                     int32_t S, const int32_t *cnt, double cap, int32_t *row, double *max_load) {
+  split sp = {.E = E, .N = N, .Gn = Gn, .S = S, .home = home, .w = w, .cap = cap};
   int32_t R = N * Gn * S, P = Gn * S;
   sp.size = eplb__calloc((size_t)E, sizeof *sp.size);
   sp.load = eplb__calloc((size_t)N, sizeof *sp.load);
@@ -163,11 +502,21 @@ int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N,
   sp.copies = eplb__calloc((size_t)E * (size_t)N, sizeof *sp.copies);
   sp.big = eplb__calloc((size_t)N, sizeof *sp.big);
   sp.x = eplb__calloc((size_t)R, sizeof *sp.x);
+  sp.cnt = eplb__calloc((size_t)E, sizeof *sp.cnt);
+  sp.lst = eplb__calloc((size_t)E * (size_t)(N + 1), sizeof *sp.lst);
+  sp.nrem = eplb__calloc((size_t)N, sizeof *sp.nrem);
+  double *nl = eplb__calloc((size_t)N, sizeof *nl), *dl = eplb__calloc((size_t)Gn, sizeof *dl);
+  double *nmx = eplb__calloc((size_t)N, sizeof *nmx);
+  unsigned char *done_node = eplb__calloc((size_t)N, 1);
+  size_t ng = (size_t)S * (size_t)(S + 1) / 2;
+  pair_scratch ps = {eplb__calloc((size_t)S, 1), eplb__calloc(ng, sizeof(group2)),
+                     eplb__calloc(ng, sizeof(group2))};
   int32_t *ids = eplb__calloc((size_t)P, sizeof *ids), *lc = eplb__calloc((size_t)P, sizeof *lc);
   int32_t *slots = eplb__calloc((size_t)P, sizeof *slots);
   double *lw = eplb__calloc((size_t)P, sizeof *lw);
   int rc = 0;
-  if (!sp.size || !sp.load || !sp.room || !sp.copies || !sp.big || !sp.x || !ids || !lc ||
+  if (!sp.size || !sp.load || !sp.room || !sp.copies || !sp.big || !sp.x || !sp.cnt || !sp.lst ||
+      !sp.nrem || !nl || !dl || !nmx || !done_node || !ps.ok || !ps.gh || !ps.gl || !ids || !lc ||
       !slots || !lw) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     goto done;
@@ -213,12 +562,33 @@ int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N,
     rc = spread(&sp);
   if (!rc)
     exchange(&sp);
-  double mx = 0;
-  for (int32_t n = 0; n < N && !rc; n++) {
-    double m = 0;
-    rc = pack_node(&sp, n, ids, lw, lc, slots, row, &m);
-    mx = m > mx ? m : mx;
+  if (!rc) {
+    memcpy(sp.cnt, cnt, (size_t)E * sizeof *sp.cnt);
+    rc = node_search(&sp, nl);
   }
+  /* Every node packed, then pair balancing for the node with the busiest device, until it is no
+   * longer the busiest (then the next one), or it is as even as balancing makes it. */
+  double mx = 0;
+  for (int32_t n = 0; n < N && !rc; n++)
+    rc = pack_node(&sp, n, ids, lw, lc, slots, row, &nmx[n]);
+  for (int32_t k = 0; k < N * PAIR_NODE_ROUNDS && !rc; k++) {
+    int32_t top = 0;
+    for (int32_t n = 1; n < N; n++)
+      if (nmx[n] > nmx[top])
+        top = n;
+    double next = 0;
+    for (int32_t n = 0; n < N; n++)
+      if (n != top && nmx[n] > next)
+        next = nmx[n];
+    if (done_node[top])
+      break;
+    done_node[top] = (unsigned char)balance_pairs(&sp, row + top * P, dl, &ps, next);
+    nmx[top] = 0;
+    for (int32_t d = 0; d < Gn; d++)
+      nmx[top] = dl[d] > nmx[top] ? dl[d] : nmx[top];
+  }
+  for (int32_t n = 0; n < N; n++)
+    mx = nmx[n] > mx ? nmx[n] : mx;
   if (!rc)
     *max_load = mx;
 done:
@@ -228,6 +598,16 @@ done:
   free(sp.copies);
   free(sp.big);
   free(sp.x);
+  free(sp.cnt);
+  free(sp.lst);
+  free(sp.nrem);
+  free(nl);
+  free(dl);
+  free(nmx);
+  free(done_node);
+  free(ps.ok);
+  free(ps.gh);
+  free(ps.gl);
   free(ids);
   free(lc);
   free(slots);

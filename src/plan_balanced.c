@@ -22,7 +22,7 @@
 /* Soft plans by decomposition when the extra replicas are at most this share of the slots
  * (measured: better and faster there, e.g. R 288 for 256 experts; with more extras the node
  * packing of fixed counts falls behind the pool under the rule). */
-#define SOFT_SPLIT_MAX_EXTRA 0.125
+#define SOFT_SPLIT_MAX_EXTRA 0.25
 /* Strict: a node's search stops within this share of the heaviest node's bound. */
 #define STRICT_TOL 5e-4
 /* Count-descent moves per pool with up to 16 slots per device (deterministic caps); two slots
@@ -244,6 +244,11 @@ static int solve_pool(const eplb__pool *pl, const work *wk, int32_t *row, int32_
   return 0;
 }
 
+/* The largest replica soft's node search may make: the layer's lower bound. */
+static double soft_cap(const double *w, int32_t E, const eplb_params *pr) {
+  return eplb__pool_bound(w, E, pr->num_replicas, pr->num_gpus);
+}
+
 /* Splits the layer with counts cnt (see eplb__soft_split) into `into`; keeps it in row when its
  * busiest device beats *best. A split the counts cannot make is skipped. @return 0 or
  * EPLB_ENOMEM. */
@@ -251,7 +256,7 @@ static int try_split(const double *w, const eplb_params *pr, int32_t E, const wo
                      const int32_t *cnt, int32_t *into, int32_t *row, double *best) {
   int32_t G = pr->num_gpus, N = pr->num_nodes, S = pr->num_replicas / G;
   double m = 0;
-  int rc = eplb__soft_split(w, E, wk->home, N, G / N, S, cnt, into, &m);
+  int rc = eplb__soft_split(w, E, wk->home, N, G / N, S, cnt, soft_cap(w, E, pr), into, &m);
   if (rc == EPLB_EPARAM)
     return 0;
   if (!rc && m < *best) {

@@ -78,7 +78,7 @@ int eplb__pool_solve(const eplb__pool *pool, int32_t *slot_expert, double *max_l
  * load to *max_load. @return 0, EPLB_ENOMEM, EPLB_EPARAM (counts out of range or not summing
  * to N*Gn*S, a node with more experts than slots, or an extra replica that fits nowhere). */
 int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
-                     int32_t S, const int32_t *cnt, int32_t *row, double *max_load);
+                     int32_t S, const int32_t *cnt, double cap, int32_t *row, double *max_load);
 
 /* ---- balanced policy (plan_balanced.c) ---- */
 
