@@ -20,7 +20,7 @@
 #define NODE_SEARCH_MOVES 400
 #define NODE_MIN_GAIN 1e-9
 /* The node search stops once the heaviest node is within this share of the mean node. */
-#define NODE_STOP 1e-4
+#define NODE_STOP 1e-3
 /* Node search: the largest replicas listed per node for the fold (enough to drop the replicas of
  * the two experts a move changes, up to Gn each, and keep 2 * Gn). */
 #define FOLD_LIST(Gn) (4 * (Gn))
@@ -396,8 +396,6 @@ static void node_search(split *sp, double *nl) {
   int32_t N = sp->N, E = sp->E, G = N * sp->Gn;
   node_totals(sp);
   node_tops(sp);
-  for (int32_t e = 0; e < E; e++)
-    sp->order[e] = e;
   double total = 0;
   for (int32_t n = 0; n < N; n++)
     total += sp->load[n];
@@ -410,10 +408,17 @@ static void node_search(split *sp, double *nl) {
       break;
     double bmax = sp->load[top] * (1 - NODE_MIN_GAIN), bsq = INFINITY;
     nmove best = {-1, -1, -1, -1, 0}, mv;
-    /* Experts by the size of one more replica, smallest first (insertion sort from the last
-     * order: a move changes two counts). */
+    /* Experts by the size of one more replica, smallest first (sorted once, then by insertion
+     * from the last order: a move changes two counts). */
     for (int32_t e = 0; e < E; e++)
       sp->grow[e] = sp->w[e] / (double)(sp->cnt[e] + 1);
+    if (it == 0) { /* the extras' list is free once they are spread: sorted by -grow */
+      for (int32_t e = 0; e < E; e++)
+        sp->x[e] = (extra){-sp->grow[e], e, 0};
+      qsort(sp->x, (size_t)E, sizeof *sp->x, extra_cmp);
+      for (int32_t i = 0; i < E; i++)
+        sp->order[i] = sp->x[i].e;
+    }
     for (int32_t i = 1; i < E; i++) {
       int32_t e = sp->order[i], j = i;
       double v = sp->grow[e];
@@ -503,7 +508,10 @@ static void node_search(split *sp, double *nl) {
       sp->cnt[best.b]--;
     }
     node_totals(sp);
-    node_tops(sp);
+    for (int32_t n = 0; n < N; n++) /* the folds of the nodes the move touched */
+      if (n == best.m || n == best.m2 || sp->copies[(size_t)best.a * N + n] ||
+          sp->copies[(size_t)best.b * N + n])
+        node_top(sp, n);
   }
 }
 
@@ -527,16 +535,6 @@ typedef struct pair_scratch {
   group2 *gh, *gl;   /* [S*(S+1)/2] */
 } pair_scratch;
 
-/* Orders groups by load, then by slots. */
-static int group2_cmp(const void *pa, const void *pb) {
-  const group2 *a = pa, *b = pb;
-  if (a->v != b->v)
-    return a->v < b->v ? -1 : 1;
-  if (a->i != b->i)
-    return a->i - b->i;
-  return a->j - b->j;
-}
-
 /* Lists the groups of one or of two replicas of device slots s[0..S) that may move to a device
  * holding o[0..S) (no expert the other device holds), in g; sorts them when `sorted`. @return
  * how many. */
@@ -556,10 +554,10 @@ static int32_t list_groups(const split *sp, const int32_t *s, const int32_t *o, 
       if (ok[j])
         g[m++] = (group2){sp->size[s[i]] + sp->size[s[j]], i, j};
   }
-  for (int32_t x = 1; sorted && x < m; x++) {
+  for (int32_t x = 1; sorted && x < m; x++) { /* stable: ties keep slot order */
     group2 t = g[x];
     int32_t y = x;
-    while (y > 0 && group2_cmp(&t, &g[y - 1]) < 0) {
+    while (y > 0 && g[y - 1].v > t.v) {
       g[y] = g[y - 1];
       y--;
     }

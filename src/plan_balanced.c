@@ -14,7 +14,7 @@
 /* Replica-count refinement rounds per pool (deterministic cap). */
 #define COUNT_ROUNDS 24
 /* Soft pools get more: count rounds are their only move past the first-replica rule (measured
- * at R 320 on the benchmark: 64 -> 256 rounds, 645 -> 660 of 696 layers within 1% of none for
+ * at R 320 on the benchmark: 64 -> 256 rounds, 653 -> 663 of 696 layers within 1% of none for
  * 5% more time; 512 find nothing further). */
 #define SOFT_ROUNDS 256
 /* Soft: a split plan this share above the bound is polished, down to this share. */
@@ -22,12 +22,13 @@
 /* Soft: a polished split still this share above the bound is planned the other way too. */
 #define SOFT_FALLBACK_FROM 1e-2
 /* Soft: a split this share above the bound is split again from the counts of the pool without
- * locality (measured at R 320: from 0.2% instead, the same 660 of 696 layers within 1% of none
- * for 23% more time). */
+ * locality (measured at R 320: from 0.2% instead, the same 663 of 696 layers within 1% of none
+ * for 30% more time). */
 #define SOFT_SECOND_FROM 1e-2
 /* Soft plans by decomposition when the extra replicas are at most this share of the slots, e.g.
- * R 288 and R 320 for 256 experts (measured at R 320: 583 -> 660 of 696 layers within 1% of
- * none against the pool under the rule; with fixed counts the split fell behind it there). */
+ * R 288 and R 320 for 256 experts (measured at R 320 on the benchmark: 663 of 696 layers within
+ * 1% of none, the pool under the rule 601; before the split's node search could change counts
+ * it fell behind the pool there). */
 #define SOFT_SPLIT_MAX_EXTRA 0.25
 /* Strict: a node's search stops within this share of the heaviest node's bound. */
 #define STRICT_TOL 5e-4

@@ -57,7 +57,7 @@
  *       (shrinking all of its replicas; the one giving way keeps its first replica and one at
  *       least, no replica grows past the bound), or the heaviest node trades a copy with another
  *       node; each move taken is the one leaving the lightest heaviest node (then the smallest sum
- *       of squared node loads), it stops within 0.01% of the mean node. No move puts more copies
+ *       of squared node loads), it stops within 0.1% of the mean node. No move puts more copies
  *       of an expert on a node than devices, more replicas over half a device's mean than devices,
  *       or raises a node's fold past max(bound, its fold): the largest pair sum when its Gn
  *       largest replicas are paired with the next Gn, largest with smallest (a node with a large
