@@ -72,14 +72,17 @@ int eplb__pool_solve(const eplb__pool *pool, int32_t *slot_expert, double *max_l
 
 /* ---- hierarchy soft by decomposition (balanced_soft.c) ---- */
 
-/* Places a layer of E experts on N nodes of Gn devices of S slots with the replica counts
- * cnt[E] fixed (summing to N*Gn*S, each <= N*Gn): the first replica of expert e on node
- * home[e], the extra replicas spread over the nodes to even their loads, each node then packed
- * on its own. Writes the logical expert of every slot to row[N*Gn*S] and the busiest device's
- * load to *max_load. @return 0, EPLB_ENOMEM, EPLB_EPARAM (counts out of range or not summing
- * to N*Gn*S, a node with more experts than slots, or an extra replica that fits nowhere). */
+/* Places a layer of E experts on N nodes of Gn devices of S slots from the replica counts cnt[E]
+ * (summing to N*Gn*S, each <= N*Gn): the first replica of expert e on node home[e], the extra
+ * replicas spread over the nodes to even their loads; with cap > 0 a node search then also moves
+ * replicas between experts (no replica grows past cap; cap 0 keeps cnt as it is) while that
+ * lowers the heaviest node; each node is then packed on its own and its devices evened out in
+ * pairs. Writes the logical expert of every slot to row[N*Gn*S] (its counts are the plan's) and
+ * the busiest device's load to *max_load. @return 0, EPLB_ENOMEM, EPLB_EPARAM (counts out of
+ * range or not summing to N*Gn*S, a node with more experts than slots, or an extra replica that
+ * fits nowhere). */
 int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
-                     int32_t S, const int32_t *cnt, int32_t *row, double *max_load);
+                     int32_t S, const int32_t *cnt, double cap, int32_t *row, double *max_load);
 
 /* ---- balanced policy (plan_balanced.c) ---- */
 

@@ -12,7 +12,7 @@
  *     2. largest-first packing, each replica to the lightest device with room lacking it;
  *     3. swap search: exchange a replica of the busiest device with a smaller one of another
  *        device while that lowers the pair's maximum (at most 4 steps per slot);
- *     4. count rounds (at most 24 tries per pool, 64 under soft): one replica moves from one of
+ *     4. count rounds (at most 24 tries per pool, 256 under soft): one replica moves from one of
  *        the 8 experts whose replicas grow least to an expert of the busiest device, 2-3 again on
  *        the two experts' replicas, kept if the maximum drops (or stays while fewer devices sit
  *        within 0.1% of it);
@@ -55,18 +55,31 @@
  *       blocks by largest-first packing of group loads. Then steps 1-4 per node.
  *     soft: the same partition search, a node's value being its first replicas' load under the
  *       min-max counts; each expert's first replica stays on its group's node, extra replicas go
- *       anywhere. With few extra replicas (R - E <= R / 8, e.g. 288 slots for 256 experts) by
- *       decomposition: the counts are fixed (the min-max greedy's; when their plan ends over
- *       0.2% above the bound, also those steps 1-6 reach without locality), the extra replicas
- *       go largest first to the lightest node with a free slot and a device lacking the expert
- *       (a replica over half a device's mean load preferably to a node holding fewer such
- *       replicas than devices), then trade places between the heaviest node and another while
- *       that lowers the heavier of the two; each node is then packed alone by steps 2-3 with its
- *       counts fixed. A plan still over 0.2% above the bound goes through 3-4 on all devices
- *       under the rule (stopping at 0.2%); the lightest plan is kept. With more extra replicas
- *       (measured: there the fixed counts pack worse) steps 1-4 on all devices under the rule
- *       (packing reserves the node slots the first replicas still need; swaps keep a first
- *       replica on its node).
+ *       anywhere. With up to a quarter of the slots extra (R - E <= R / 4, e.g. 288 or 320 slots
+ *       for 256 experts) by decomposition, from the min-max greedy's counts (and, when that plan
+ *       ends over 1% above the bound, again from those steps 1-6 reach without locality): the
+ *       extra replicas go largest first to the lightest node with a free slot and a device lacking
+ *       the expert (a replica over half a device's mean load preferably to a node holding fewer
+ *       such replicas than devices), then trade places between the heaviest node and another while
+ *       that lowers the heavier of the two. A node search then changes counts and places together,
+ *       at most 400 moves: on a node, a copy of one expert gives way to a new replica of another
+ *       (shrinking all of its replicas; the one giving way keeps its first replica and one at
+ *       least, no replica grows past the bound), or the heaviest node trades a copy with another
+ *       node; each move taken is the one leaving the lightest heaviest node (then the smallest sum
+ *       of squared node loads), it stops within 0.1% of the mean node. No move puts more copies
+ *       of an expert on a node than devices, more replicas over half a device's mean than devices,
+ *       or raises a node's fold past max(bound, its fold): the largest pair sum when its Gn
+ *       largest replicas are paired with the next Gn, largest with smallest (a node with a large
+ *       fold packs badly however even its load). Each node is then packed alone by steps 2-3 with
+ *       its counts fixed, and the node with the busiest device evened out two devices at a time:
+ *       the exchange of one replica for one (none helping: two for two) that evens the pair best,
+ *       until no pair gains (with over 6 slots per device only pairs whose heavier device is above
+ *       where this stops), the node is within 0.02% of its mean, or it is no longer the busiest
+ *       (then the next). A plan still over 0.2% above the bound goes through 3-4 on all devices
+ *       under the rule (stopping at 0.2%); one still over 1% above it is also planned as with more
+ *       extra replicas (next sentence); the lightest plan is kept. With more extra replicas steps
+ *       1-4 on all devices under the rule (packing reserves the node slots the first replicas
+ *       still need; swaps keep a first replica on its node).
  *     none: groups and nodes ignored.
  *     auto (default): strict when N > 1 and K % N == 0, else none.
  *   Determinism: with time_budget_ms <= 0 the result depends on the input only. With a budget,
