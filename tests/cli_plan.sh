@@ -2,7 +2,7 @@
 # cli_plan.sh - `eplb plan` from the command line: the happy paths (checked with jq, not with
 # eplb's own reader) and a catalogue of bad inputs, each of which must exit non-zero with a
 # one-line message naming the problem and leave an existing output file untouched.
-# Environment (set by ctest): EPLB (the program), DATA (tests/data), SHARED (../shared).
+# Environment (set by ctest): EPLB (the program), DATA (tests/data).
 set -u
 EPLB=${EPLB:?} DATA=${DATA:?}
 T=$(mktemp -d /tmp/eplb_cli_plan.XXXXXX)

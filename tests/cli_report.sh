@@ -3,9 +3,9 @@
 # written by hand (expected values worked out in the comments, checked with jq), the SVG parsed
 # by xmllint, and bad inputs, each of which must exit non-zero with a one-line message and leave
 # an existing SVG untouched.
-# Environment (set by ctest): EPLB (the program), SHARED (../shared).
+# Environment (set by ctest): EPLB (the program), DATA (tests/data).
 set -u
-EPLB=${EPLB:?} SHARED=${SHARED:?}
+EPLB=${EPLB:?} DATA=${DATA:?}
 T=$(mktemp -d /tmp/eplb_cli_report.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 pass=0 fail=0
@@ -60,10 +60,10 @@ else
 fi
 
 # ---- svg: a plan of real counts, drawn and parsed ----
-if "$EPLB" plan --input "$SHARED/data/olmoe/olmoe_arxiv.json" --num_replicas 80 --num_gpus 8 \
+if "$EPLB" plan --input "$DATA/olmoe/olmoe_arxiv.json" --num_replicas 80 --num_gpus 8 \
   --num_groups 8 --num_nodes 2 --policy balanced --output_path "$T/olmoe.json" 2>"$T/err"; then
   ok
-  if "$EPLB" report --input "$SHARED/data/olmoe/olmoe_c4.json" --map "$T/olmoe.json" \
+  if "$EPLB" report --input "$DATA/olmoe/olmoe_c4.json" --map "$T/olmoe.json" \
     --num_groups 8 --num_nodes 2 --svg "$T/r.svg" >"$T/table" 2>"$T/err"; then
     ok
     xmllint --noout "$T/r.svg" 2>"$T/xerr" && ok || bad "svg is not XML: $(head -3 "$T/xerr")"

@@ -3,15 +3,15 @@
 # `eplb report` (moves against the old map, checked with jq) on the real OLMoE counts: nothing
 # moves when loads are unchanged, a budget is respected, matching moves no more than a plain plan,
 # and bad combinations are refused with the output left untouched.
-# Environment (set by ctest): EPLB (the program), SHARED (../shared).
+# Environment (set by ctest): EPLB (the program), DATA (tests/data).
 set -u
-EPLB=${EPLB:?} SHARED=${SHARED:?}
+EPLB=${EPLB:?} DATA=${DATA:?}
 T=$(mktemp -d /tmp/eplb_cli_replan.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 pass=0 fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-D="$SHARED/data/olmoe"
+D="$DATA/olmoe"
 shape=(--num_replicas 80 --num_gpus 8 --num_groups 8 --num_nodes 2 --policy balanced)
 # moves OLD MAP LOADS: the overall moves eplb report counts.
 moves() { "$EPLB" report --input "$3" --map "$2" --old_map "$1" --json | jq -r '.overall.moves'; }

@@ -377,7 +377,7 @@ static void none_is_within_0_2_percent_of_the_bound_at_9_slots_per_device(void *
 static void golden_case(const char *name, int32_t *R, int32_t *K, int32_t *N, int32_t *G,
                         eplb_loads **loads, eplb_placement **ref) {
   char path[512];
-  snprintf(path, sizeof path, "%s/golden/deepseek/%s", EPLB_SHARED_DIR, name);
+  snprintf(path, sizeof path, "%s/golden/%s", EPLB_TEST_DATA, name);
   json_error_t err;
   json_t *root = json_load_file(path, 0, &err);
   if (!root)
