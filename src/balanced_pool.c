@@ -704,6 +704,17 @@ static int load_plan(pstate *s, const int32_t *slot_expert) {
 
 /* Solves one pool: greedy counts through packing, swaps and count rounds; with few slots per
  * device the descent's counts too; the lighter plan wins (see quality_int.h). */
+/* Copies the state's plan into slot_expert and its busiest load into *best when it is lighter
+ * than *best. @return whether it was. */
+static int keep_if_lighter(const pstate *s, int32_t *slot_expert, double *best) {
+  double m = s->load[busiest(s)];
+  if (m >= *best)
+    return 0;
+  memcpy(slot_expert, s->slot, (size_t)s->P * sizeof *slot_expert);
+  *best = m;
+  return 1;
+}
+
 int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_load) {
   if (pl->n < pl->slots || pl->n > pl->ndev * pl->slots)
     return eplb__err(EPLB_EPARAM, "plan balanced: %d experts cannot fill %d devices of %d slots "
@@ -767,10 +778,8 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
         swap_search(&s, stop);
       if (!rc)
         rc = count_rounds(&s, &save, stop);
-      if (!rc && s.load[busiest(&s)] < best) {
-        memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
-        best = s.load[busiest(&s)];
-      }
+      if (!rc)
+        keep_if_lighter(&s, slot_expert, &best);
     }
     free(alt);
   }
@@ -782,10 +791,8 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
     for (int32_t k = 0; !rc && k < kept && best > stop; k++) {
       memcpy(s.cnt, vec + (size_t)k * s.n, (size_t)s.n * sizeof *s.cnt);
       rc = solve_counts(&s, &save, stop);
-      if (!rc && s.load[busiest(&s)] < best) {
-        memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
-        best = s.load[busiest(&s)];
-      }
+      if (!rc)
+        keep_if_lighter(&s, slot_expert, &best);
     }
     free(vec);
   }
@@ -802,11 +809,8 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
                                (uint32_t)start, pl->descent_temp);
       if (!rc)
         rc = solve_counts(&s, &save, stop);
-      if (!rc && s.load[busiest(&s)] < best) {
-        memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
-        best = s.load[busiest(&s)];
+      if (!rc && keep_if_lighter(&s, slot_expert, &best))
         idle = -1;
-      }
     }
   }
 done:
