@@ -208,41 +208,64 @@ static void sync_donor(descent *x, int32_t e) {
   }
 }
 
+/* Allocates x's arrays for n experts on G devices of S slots and loads the counts cnt[n] (each
+ * >= 1; x keeps the pointer and changes cnt in place), sorted. @return 0 or ENOMEM (x then
+ * still needs descent_close). */
+static int descent_open(descent *x, const double *w, int32_t n, int32_t G, int32_t S,
+                        int32_t *cnt) {
+  memset(x, 0, sizeof *x);
+  x->w = w;
+  x->n = n;
+  x->G = G;
+  x->S = S;
+  x->P = G * S;
+  x->cnt = cnt;
+  x->order = eplb__calloc((size_t)n, sizeof *x->order);
+  x->pos = eplb__calloc((size_t)n, sizeof *x->pos);
+  x->key = eplb__calloc((size_t)n, sizeof *x->key);
+  x->heap = eplb__calloc((size_t)G, sizeof *x->heap);
+  x->load = eplb__calloc((size_t)G, sizeof *x->load);
+  x->fill = eplb__calloc((size_t)G, sizeof *x->fill);
+  x->who = eplb__calloc((size_t)G * (size_t)S, sizeof *x->who);
+  x->donor = eplb__calloc((size_t)n, sizeof *x->donor);
+  x->at = eplb__calloc((size_t)n, sizeof *x->at);
+  if (!x->order || !x->pos || !x->key || !x->heap || !x->load || !x->fill || !x->who ||
+      !x->donor || !x->at)
+    return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+  for (int32_t e = 0; e < n; e++) {
+    x->order[e] = e;
+    x->at[e] = -1;
+    set_count(x, e, cnt[e]);
+  }
+  resort(x);
+  return 0;
+}
+
+/* Releases x's arrays. */
+static void descent_close(descent *x) {
+  free(x->order);
+  free(x->pos);
+  free(x->key);
+  free(x->heap);
+  free(x->load);
+  free(x->fill);
+  free(x->who);
+  free(x->donor);
+  free(x->at);
+  free(x->best);
+}
+
 int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
                         int32_t iters, double stop, uint32_t start, double temp) {
   if (S > EPLB__DESCENT_MAX_SLOTS || iters <= 0)
     return 0;
   descent x;
-  memset(&x, 0, sizeof x);
-  x.w = w;
-  x.n = n;
-  x.G = G;
-  x.S = S;
-  x.P = G * S;
-  x.cnt = cnt;
-  x.rng = DESCENT_SEED ^ (uint64_t)n ^ ((uint64_t)start << 32);
-  x.order = eplb__calloc((size_t)n, sizeof *x.order);
-  x.pos = eplb__calloc((size_t)n, sizeof *x.pos);
-  x.key = eplb__calloc((size_t)n, sizeof *x.key);
-  x.heap = eplb__calloc((size_t)G, sizeof *x.heap);
-  x.load = eplb__calloc((size_t)G, sizeof *x.load);
-  x.fill = eplb__calloc((size_t)G, sizeof *x.fill);
-  x.who = eplb__calloc((size_t)G * (size_t)S, sizeof *x.who);
-  x.donor = eplb__calloc((size_t)n, sizeof *x.donor);
-  x.at = eplb__calloc((size_t)n, sizeof *x.at);
-  int rc = 0;
-  if (!x.order || !x.pos || !x.key || !x.heap || !x.load || !x.fill || !x.who || !x.donor || !x.at) {
-    rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+  int rc = descent_open(&x, w, n, G, S, cnt);
+  if (rc)
     goto done;
-  }
-  for (int32_t e = 0; e < n; e++) {
-    x.order[e] = e;
-    x.at[e] = -1;
-    set_count(&x, e, cnt[e]);
-  }
+  x.rng = DESCENT_SEED ^ (uint64_t)n ^ ((uint64_t)start << 32);
   for (int32_t e = 0; e < n; e++)
     sync_donor(&x, e);
-  resort(&x);
   double cur = evaluate(&x, INFINITY), best = cur, heat = temp * cur;
   int32_t patience = temp > 0 ? iters : (int32_t)(iters * DESCENT_PATIENCE_SHARE) + 1;
   int32_t top[EPLB__DESCENT_MAX_SLOTS];
@@ -295,16 +318,7 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
   if (x.best)
     memcpy(cnt, x.best, (size_t)n * sizeof *cnt);
 done:
-  free(x.order);
-  free(x.pos);
-  free(x.key);
-  free(x.heap);
-  free(x.load);
-  free(x.fill);
-  free(x.who);
-  free(x.donor);
-  free(x.at);
-  free(x.best);
+  descent_close(&x);
   return rc;
 }
 
@@ -314,39 +328,14 @@ done:
  * descent's single moves can all be uphill there: one replica is a large share of a load). */
 #define PAIR_EXACT_MAX_VECTORS 5e5
 
-/* The state of the enumeration. */
+/* The state of the enumeration: the descent's sorted experts and pairing evaluate it. */
 typedef struct pair_exact {
-  const double *w;
-  int32_t n, G, keep;
-  int32_t *cur;  /* [n] counts being tried */
-  int32_t *ord;  /* [n] experts by item size, largest first */
-  double *item;  /* [2G] items of cur, largest first */
-  int32_t kept;  /* count vectors in out so far (<= keep) */
-  double *val;   /* [keep] their largest pairs, ascending */
-  int32_t *out;  /* [keep*n] the best count vectors, in the order of val */
+  descent x;    /* its cnt: the counts being tried */
+  int32_t keep;
+  int32_t kept; /* count vectors in out so far (<= keep) */
+  double *val;  /* [keep] their largest pairs, ascending */
+  int32_t *out; /* [keep*n] the best count vectors, in the order of val */
 } pair_exact;
-
-/* The largest pair when cur's items are sorted and the k-th largest goes with the k-th smallest
- * (the best pairing when duplicates are allowed). */
-static double pair_value(pair_exact *q) {
-  for (int32_t i = 0; i < q->n; i++) {
-    int32_t e = i, j = i;
-    double se = q->w[e] / q->cur[e];
-    while (j > 0 && q->w[q->ord[j - 1]] / q->cur[q->ord[j - 1]] < se) {
-      q->ord[j] = q->ord[j - 1];
-      j--;
-    }
-    q->ord[j] = e;
-  }
-  int32_t m = 0;
-  for (int32_t i = 0; i < q->n; i++)
-    for (int32_t r = 0; r < q->cur[q->ord[i]]; r++)
-      q->item[m++] = q->w[q->ord[i]] / q->cur[q->ord[i]];
-  double mx = 0;
-  for (int32_t k = 0; k < q->G; k++)
-    mx = q->item[k] + q->item[m - 1 - k] > mx ? q->item[k] + q->item[m - 1 - k] : mx;
-  return mx;
-}
 
 /* The value a count vector must beat to enter the kept list. */
 static double pair_cutoff(const pair_exact *q) {
@@ -355,28 +344,30 @@ static double pair_cutoff(const pair_exact *q) {
 
 /* Inserts cur (largest pair v) into the kept list, dropping the worst when it is full. */
 static void pair_keep(pair_exact *q, double v) {
-  int32_t i = q->kept < q->keep ? q->kept++ : q->keep - 1;
+  int32_t n = q->x.n, i = q->kept < q->keep ? q->kept++ : q->keep - 1;
   for (; i > 0 && q->val[i - 1] > v; i--) {
     q->val[i] = q->val[i - 1];
-    memcpy(q->out + (size_t)i * q->n, q->out + (size_t)(i - 1) * q->n, (size_t)q->n * sizeof *q->out);
+    memcpy(q->out + (size_t)i * n, q->out + (size_t)(i - 1) * n, (size_t)n * sizeof *q->out);
   }
   q->val[i] = v;
-  memcpy(q->out + (size_t)i * q->n, q->cur, (size_t)q->n * sizeof *q->out);
+  memcpy(q->out + (size_t)i * n, q->x.cnt, (size_t)n * sizeof *q->out);
 }
 
 /* Tries every count of expert e and those after it, `left` slots to give; a count whose item
  * alone is above the cutoff is skipped. */
 static void pair_enumerate(pair_exact *q, int32_t e, int32_t left) {
-  int32_t rest = q->n - 1 - e, hi = left - rest < q->G ? left - rest : q->G;
+  descent *x = &q->x;
+  int32_t rest = x->n - 1 - e, hi = left - rest < x->G ? left - rest : x->G;
   for (int32_t c = rest == 0 ? left : 1; c <= hi; c++) {
-    if (c < 1 || q->w[e] / c > pair_cutoff(q))
+    if (c < 1 || x->w[e] / c > pair_cutoff(q))
       continue;
-    q->cur[e] = c;
+    set_count(x, e, c);
+    reposition(x, e);
     if (rest > 0) {
       pair_enumerate(q, e + 1, left - c);
       continue;
     }
-    double v = pair_value(q);
+    double v = evaluate_pairs(x, pair_cutoff(q));
     if (v < pair_cutoff(q))
       pair_keep(q, v);
   }
@@ -391,21 +382,26 @@ int eplb__pair_counts_exact(const double *w, int32_t n, int32_t G, int32_t keep,
     vectors = vectors * (double)(2 * G - i) / (double)i;
   if (n < 2 || n > 2 * G || keep < 1 || vectors > PAIR_EXACT_MAX_VECTORS)
     return 0;
-  pair_exact q = {w, n, G, keep, NULL, NULL, NULL, 0, NULL, out};
-  q.cur = eplb__calloc((size_t)n, sizeof *q.cur);
-  q.ord = eplb__calloc((size_t)n, sizeof *q.ord);
-  q.item = eplb__calloc(2 * (size_t)G, sizeof *q.item);
-  q.val = eplb__calloc((size_t)keep, sizeof *q.val);
-  int rc = 0;
-  if (!q.cur || !q.ord || !q.item || !q.val)
+  pair_exact q;
+  int32_t *cur = eplb__calloc((size_t)n, sizeof *cur);
+  int rc = cur ? 0 : eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+  for (int32_t e = 0; !rc && e < n; e++)
+    cur[e] = 1;
+  if (!rc)
+    rc = descent_open(&q.x, w, n, G, 2, cur);
+  q.keep = keep;
+  q.kept = 0;
+  q.out = out;
+  q.val = rc ? NULL : eplb__calloc((size_t)keep, sizeof *q.val);
+  if (!rc && !q.val)
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   if (!rc) {
     pair_enumerate(&q, 0, 2 * G);
     *kept = q.kept;
   }
-  free(q.cur);
-  free(q.ord);
-  free(q.item);
+  if (cur)
+    descent_close(&q.x);
   free(q.val);
+  free(cur);
   return rc;
 }
