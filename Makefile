@@ -12,8 +12,8 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DEB_PACKAGES = build-essential cmake pkg-config jq libxml2-utils \
                libjansson-dev libyaml-dev libcmocka-dev libopenmpi-dev openmpi-bin
 # And what only the benchmarks need: bench_collect's baseline runs upstream's Python code in an
-# embedded CPython with numpy (the tests never need these).
-BENCH_DEB_PACKAGES = libpython3-dev python3-numpy
+# embedded CPython with numpy, bench_pair_optimum.sh runs CBC (the tests never need these).
+BENCH_DEB_PACKAGES = libpython3-dev python3-numpy coinor-cbc
 
 .PHONY: all deps build asan demo test test-asan bench-deps bench install clean
 
