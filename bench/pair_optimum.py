@@ -250,11 +250,12 @@ def main():
             w = [float(counts[k]) for k in sorted(counts, key=int)]
             plan = layer["max_over_lb"]
             met = plan <= a.goal
-            ok, witness = (None, None) if met else solve(
-                w, devices, a.goal * lower_bound(w, 2 * devices, devices), a.limit, workdir)
+            lb = lower_bound(w, 2 * devices, devices)
+            ok, witness = (None, None) if met else solve(w, devices, a.goal * lb, a.limit,
+                                                         workdir)
             hi = plan
             if ok:
-                hi = min(hi, largest_pair(w, witness) / lower_bound(w, 2 * devices, devices))
+                hi = min(hi, largest_pair(w, witness) / lb)
             lo = max(a.goal if ok is False else 1.0,
                      relaxed_bound(w, devices, hi, a.limit, workdir))
             lo, hi, _, done = bracket(w, devices, lo, hi, a.limit, a.steps, workdir)
@@ -262,8 +263,7 @@ def main():
                 goal = "met by the plan"
             elif ok:
                 goal = "reachable (witness %.4f, %d duplicate pairs)" % (
-                    largest_pair(w, witness) / lower_bound(w, 2 * devices, devices),
-                    witness_duplicates(w, witness))
+                    largest_pair(w, witness) / lb, witness_duplicates(w, witness))
             else:
                 goal = "out of reach" if ok is False else "unknown (CBC time limit)"
             print("%-22s %5d %9.4f [%.4f, %.4f]%s  %s"
