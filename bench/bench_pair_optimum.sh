@@ -21,4 +21,4 @@ for f in "$data"/olmoe_*.json; do
     "$f" "$T/report.json"
   check=
 done
-echo "pair optimum: [lo, hi] brackets the duplicate-free-relaxed optimum; * = a CBC run hit the time limit (lo then not proven tight)"
+echo "pair optimum: [lo, hi] brackets the optimum with duplicates allowed (a floor for every plan); * = a CBC run hit its time limit (lo then not tight)"
