@@ -40,6 +40,15 @@
 #define RESTART_PATIENCE 3
 /* Count vectors of the exact two-slot search packed for real (see eplb__pair_counts_exact). */
 #define PAIR_EXACT_KEEP 8
+/* Targets, as shares above the bound, that eplb__pair_counts_at tries (two slots), loosest
+ * first: each found vector is a different start for the descents. */
+static const double PAIR_TARGETS[] = {0.05, 0.04, 0.03, 0.025, 0.02, 0.015, 0.01};
+/* Nodes of each of those searches at most. */
+#define PAIR_SEARCH_NODES 20000
+/* Annealed descents from each vector found, and the first of their seeds (apart from the
+ * seeds of the descents from the greedy's counts). */
+#define PAIR_SEARCH_DESCENTS 2
+#define PAIR_SEARCH_SEED 1000
 /* Count rounds: experts of the busiest device tried as gainers, cheapest donors tried for each. */
 #define GAIN_TRIES 2
 #define DONOR_TRIES 8
@@ -812,6 +821,40 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
       if (!rc && keep_if_lighter(&s, slot_expert, &best))
         idle = -1;
     }
+  }
+  /* Two slots: counts that meet targets on a ladder above the bound (eplb__pair_counts_at keeps
+   * heavy experts at few replicas and splits middling ones into partners, which the descent's
+   * single moves do not reach), each polished by descents and packed; the lighter plan wins. */
+  if (!rc && best > stop * (1 + DESCENT_FROM) && s.S == 2 && !pl->home &&
+      pl->descent_iters > 0) {
+    double lb = stop / (1 + STOP_TOL);
+    int32_t *found = eplb__calloc((size_t)s.n, sizeof *found);
+    if (!found)
+      rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+    for (int32_t i = 0; !rc && i < (int32_t)(sizeof PAIR_TARGETS / sizeof PAIR_TARGETS[0]) &&
+                        best > stop * (1 + DESCENT_FROM);
+         i++) {
+      double T = lb * (1 + PAIR_TARGETS[i]);
+      if (T >= best)
+        continue;
+      if (pl->deadline > 0 && eplb__now() > pl->deadline)
+        break;
+      rc = eplb__pair_counts_at(pl->w, s.n, s.G, T, PAIR_SEARCH_NODES, found);
+      if (rc != 1)
+        continue; /* 0: no counts found for T; < 0: an error ends the loop */
+      rc = 0;
+      for (int32_t k = 0; !rc && k < PAIR_SEARCH_DESCENTS; k++) {
+        memcpy(s.cnt, found, (size_t)s.n * sizeof *found);
+        rc = eplb__count_descent(pl->w, s.n, s.G, s.S, s.cnt, pl->descent_iters, stop,
+                                 (uint32_t)(PAIR_SEARCH_SEED + i * PAIR_SEARCH_DESCENTS + k),
+                                 pl->descent_temp);
+        if (!rc)
+          rc = solve_counts(&s, &save, stop);
+        if (!rc)
+          keep_if_lighter(&s, slot_expert, &best);
+      }
+    }
+    free(found);
   }
 done:
   if (!rc)

@@ -114,6 +114,18 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
 int eplb__pair_counts_exact(const double *w, int32_t n, int32_t G, int32_t keep, int32_t *out,
                             int32_t *kept);
 
+/* ---- two-slot counts that meet a target (balanced_pairs.c) ---- */
+
+/* Searches replica counts cnt[n] (each 1..G, summing to 2G) for G devices of two slots whose
+ * best pairing with duplicates allowed (the k-th largest replica with the k-th smallest) keeps
+ * every device <= T: depth-first over the experts, heaviest first, each either a few replicas
+ * above T/2 that need partners of at most T minus their load or replicas at or below T/2 that
+ * can be partners, cut by a bound exact for each partner load alone; at most max_nodes nodes.
+ * Deterministic. @return 1 (counts written), 0 (none found: there are none, or the node budget
+ * ran out; cnt then untouched) or EPLB_ENOMEM. */
+int eplb__pair_counts_at(const double *w, int32_t n, int32_t G, double T, int64_t max_nodes,
+                         int32_t *cnt);
+
 /* ---- target-driven construction (balanced_target.c) ---- */
 
 /* Builds plans for a pool of G devices of S slots without locality rules by a binary search on
