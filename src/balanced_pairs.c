@@ -93,20 +93,6 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* An expert and its load, for sorting. */
-typedef struct pair_item {
-  double w;
-  int32_t e;
-} pair_item;
-
-/* Heaviest first, then lower index. */
-static int cmp_heavier(const void *a, const void *b) {
-  const pair_item *x = a, *y = b;
-  if (x->w != y->w)
-    return x->w < y->w ? 1 : -1;
-  return (x->e > y->e) - (x->e < y->e);
-}
-
 /* Lists each expert's options and the positions to check. @return 1 ready, 0 no counts can
  * meet T (an expert needs more than G replicas or the fewest counts exceed 2G), or ENOMEM. */
 static int search_open(pair_search *q) {
@@ -127,15 +113,9 @@ static int search_open(pair_search *q) {
   if (!q->order || !q->nopt || !q->first || !q->base || !q->pick || !q->got || !q->item ||
       !q->opt)
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
-  pair_item *items = eplb__calloc((size_t)n, sizeof *items);
-  if (!items)
-    return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
-  for (int32_t e = 0; e < n; e++)
-    items[e] = (pair_item){q->w[e], e};
-  qsort(items, (size_t)n, sizeof *items, cmp_heavier);
-  for (int32_t k = 0; k < n; k++)
-    q->order[k] = items[k].e;
-  free(items);
+  int rc = eplb__order_heaviest(q->w, n, q->order);
+  if (rc)
+    return rc;
   int64_t fewest = 0;
   int32_t m = 0, nbig = 0;
   for (int32_t k = 0; k < n; k++) {

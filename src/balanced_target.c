@@ -32,21 +32,6 @@ static int roomier(const tstate *t, int32_t a, int32_t b) {
   return t->room[a] != t->room[b] ? t->room[a] > t->room[b] : a < b;
 }
 
-/* Orders experts by load, largest first, then by index (qsort context through a static is
- * avoided: the comparison reads the loads from the pair itself). */
-typedef struct keyed {
-  double w;
-  int32_t e;
-} keyed;
-
-/* Larger load first, then lower index. */
-static int keyed_cmp(const void *pa, const void *pb) {
-  const keyed *a = pa, *b = pb;
-  if (a->w != b->w)
-    return a->w > b->w ? -1 : 1;
-  return a->e - b->e;
-}
-
 /* After the first k entries of t->dev lost room (and full devices were dropped from them),
  * merges them back into order with the rest. */
 static void remerge(tstate *t, int32_t k) {
@@ -176,7 +161,6 @@ int eplb__target_solve(const double *w, int32_t n, int32_t G, int32_t S, double 
   t.n = n;
   t.G = G;
   t.S = S;
-  keyed *keys = eplb__calloc((size_t)n, sizeof *keys);
   t.order = eplb__calloc((size_t)n, sizeof *t.order);
   t.dev = eplb__calloc((size_t)G, sizeof *t.dev);
   t.room = eplb__calloc((size_t)G, sizeof *t.room);
@@ -185,17 +169,13 @@ int eplb__target_solve(const double *w, int32_t n, int32_t G, int32_t S, double 
   t.slot = eplb__calloc((size_t)G * (size_t)S, sizeof *t.slot);
   t.tmp = eplb__calloc((size_t)G, sizeof *t.tmp);
   int rc = 0;
-  if (!keys || !t.order || !t.dev || !t.room || !t.fill || !t.cnt || !t.slot || !t.tmp) {
+  if (!t.order || !t.dev || !t.room || !t.fill || !t.cnt || !t.slot || !t.tmp) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     goto done;
   }
-  for (int32_t e = 0; e < n; e++) {
-    keys[e].w = w[e];
-    keys[e].e = e;
-  }
-  qsort(keys, (size_t)n, sizeof *keys, keyed_cmp);
-  for (int32_t e = 0; e < n; e++)
-    t.order[e] = keys[e].e;
+  rc = eplb__order_heaviest(w, n, t.order);
+  if (rc)
+    goto done;
   double best = 0;
   for (int step = 0; step < TARGET_STEPS && hi > lo; step++) {
     double T = (lo + hi) / 2;
@@ -212,7 +192,6 @@ int eplb__target_solve(const double *w, int32_t n, int32_t G, int32_t S, double 
   }
   *max_load = best;
 done:
-  free(keys);
   free(t.order);
   free(t.dev);
   free(t.room);

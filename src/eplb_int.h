@@ -36,6 +36,10 @@ void *eplb__calloc(size_t n, size_t size);
 /* malloc(n * size) with the same overflow check. */
 EPLB__INTERNAL void *eplb__mallocn(size_t n, size_t size);
 
+/* Fills order[n] with the experts 0..n-1 by load w, heaviest first, then lower index.
+ * @return 0 or EPLB_ENOMEM. */
+EPLB__INTERNAL int eplb__order_heaviest(const double *w, int32_t n, int32_t *order);
+
 /* ---- files (util.c) ---- */
 
 /* Writes a file atomically: `fill(f, user)` writes the content into a temp file created next to
