@@ -105,8 +105,10 @@ static int search_open(pair_search *q) {
   q->got = eplb__calloc((size_t)n, sizeof *q->got);
   q->item = eplb__calloc((size_t)(2 * G), sizeof *q->item);
   int64_t all = 0;
-  for (int32_t e = 0; e < n; e++)
-    all += G >= fewest_within(q->w[e], q->T) ? G - fewest_within(q->w[e], q->T) + 1 : 0;
+  for (int32_t e = 0; e < n; e++) {
+    int32_t lo = fewest_within(q->w[e], q->T);
+    all += lo <= G ? G - lo + 1 : 0;
+  }
   int complete = all <= PAIR_ALL_OPTIONS;
   size_t per = complete ? (size_t)G : PAIR_BIG_OPTIONS + PAIR_SMALL_OPTIONS + 1;
   q->opt = eplb__calloc((size_t)n * per, sizeof *q->opt);
