@@ -405,3 +405,150 @@ int eplb__pair_counts_exact(const double *w, int32_t n, int32_t G, int32_t keep,
   free(cur);
   return rc;
 }
+
+/* ---- neighbourhood search over the counts of a few experts (two slots per device) ---- */
+
+/* Experts whose counts one step rewrites together. */
+#define LNS_FREE 5
+/* Each freed count ranges this far around its current value. */
+#define LNS_SPAN 3
+/* A pair of two replicas of one expert (which the plan must split) counts as this share of the
+ * aim above it. */
+#define LNS_TWIN 1e-3
+/* A step aims this share below the lightest maximum so far. */
+#define LNS_AIM 1e-3
+
+/* The state of the neighbourhood search: the descent's sorted experts evaluate it. */
+typedef struct lns {
+  descent x;
+  double aim;                /* pairs above it count as excess */
+  int32_t fr[LNS_FREE];      /* the freed experts */
+  int32_t lo[LNS_FREE], hi[LNS_FREE];
+  int32_t pick[LNS_FREE];    /* the counts chosen for them so far */
+  double pick_excess, pick_max;
+  uint32_t ties;             /* combinations as good as the pick (one is kept at random) */
+} lns;
+
+/* The excess of the current counts, the sum over the pairs of the best pairing (k-th largest
+ * replica with k-th smallest) of what they carry above q->aim, and in *max the largest pair.
+ * Stops, returning a value above `limit`, once the excess passes it (*max is then unspecified). */
+static double lns_excess(lns *q, double limit, double *max) {
+  descent *x = &q->x;
+  int32_t m = 0;
+  for (int32_t i = 0; i < x->n; i++)
+    for (int32_t r = 0; r < x->cnt[x->order[i]]; r++)
+      x->who[m++] = x->order[i];
+  double ex = 0, top = 0;
+  for (int32_t k = 0; k < x->G; k++) {
+    int32_t a = x->who[k], b = x->who[x->P - 1 - k];
+    double v = x->key[a] + x->key[b];
+    top = v > top ? v : top;
+    if (v > q->aim || a == b) {
+      ex += (v > q->aim ? v - q->aim : 0) + (a == b ? q->aim * LNS_TWIN : 0);
+      if (ex > limit)
+        return ex;
+    }
+  }
+  *max = top;
+  return ex;
+}
+
+/* Tries every count of freed expert i and those after it that gives `left` replicas to them all;
+ * keeps the combination of least excess, then least maximum, one of equals at random. */
+static void lns_enumerate(lns *q, int32_t i, int32_t left) {
+  descent *x = &q->x;
+  int32_t e = q->fr[i];
+  int32_t lo = q->lo[i], hi = q->hi[i] < left ? q->hi[i] : left;
+  if (i == LNS_FREE - 1)
+    lo = hi = left;
+  for (int32_t c = lo; c <= hi && c >= q->lo[i] && c <= q->hi[i]; c++) {
+    set_count(x, e, c);
+    reposition(x, e);
+    if (i < LNS_FREE - 1) {
+      lns_enumerate(q, i + 1, left - c);
+      continue;
+    }
+    double max = 0, ex = lns_excess(q, q->pick_excess * (1 + 1e-12), &max);
+    if (ex > q->pick_excess * (1 + 1e-12))
+      continue;
+    int better = ex < q->pick_excess * (1 - 1e-12) || max < q->pick_max * (1 - 1e-12);
+    int equal = !better && max <= q->pick_max * (1 + 1e-12);
+    if (equal && next_rand(&x->rng) % ++q->ties != 0)
+      continue;
+    if (better)
+      q->ties = 1;
+    if (better || equal) {
+      q->pick_excess = ex;
+      q->pick_max = max;
+      for (int32_t j = 0; j < LNS_FREE; j++)
+        q->pick[j] = x->cnt[q->fr[j]];
+    }
+  }
+}
+
+int eplb__pair_lns(const double *w, int32_t n, int32_t G, int32_t *cnt, int32_t steps,
+                   double stop, uint32_t start) {
+  if (n <= LNS_FREE || steps <= 0)
+    return 0;
+  lns q;
+  descent *x = &q.x;
+  int32_t *best = eplb__calloc((size_t)n, sizeof *best);
+  if (!best)
+    return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+  int rc = descent_open(x, w, n, G, 2, cnt);
+  if (rc)
+    goto done;
+  x->rng = DESCENT_SEED ^ (uint64_t)n ^ ((uint64_t)(start + 1) << 40);
+  memcpy(best, cnt, (size_t)n * sizeof *best);
+  double top = evaluate_pairs(x, INFINITY);
+  q.aim = top * (1 - LNS_AIM);
+  for (int32_t it = 0; it < steps && top > stop; it++) {
+    /* Free both experts of a pair above the aim (drawn at random) and LNS_FREE - 2 others. */
+    double now = 0, ex = lns_excess(&q, INFINITY, &now);
+    int32_t over = 0;
+    for (int32_t k = 0; k < G; k++)
+      over += x->key[x->who[k]] + x->key[x->who[x->P - 1 - k]] > q.aim;
+    int32_t k = 0, pick = over ? (int32_t)(next_rand(&x->rng) % (uint64_t)over) : 0;
+    for (int32_t j = 0; j < G; j++)
+      if (x->key[x->who[j]] + x->key[x->who[x->P - 1 - j]] > q.aim && pick-- == 0)
+        k = j;
+    int32_t nf = 0;
+    q.fr[nf++] = x->who[k];
+    if (x->who[x->P - 1 - k] != q.fr[0])
+      q.fr[nf++] = x->who[x->P - 1 - k];
+    while (nf < LNS_FREE) {
+      int32_t e = (int32_t)(next_rand(&x->rng) % (uint64_t)n), seen = 0;
+      for (int32_t j = 0; j < nf; j++)
+        seen |= q.fr[j] == e;
+      if (!seen)
+        q.fr[nf++] = e;
+    }
+    int32_t left = 0;
+    for (int32_t j = 0; j < LNS_FREE; j++) {
+      int32_t c = cnt[q.fr[j]];
+      left += c;
+      q.pick[j] = c;
+      q.lo[j] = c - LNS_SPAN > 1 ? c - LNS_SPAN : 1;
+      q.hi[j] = c + LNS_SPAN < G ? c + LNS_SPAN : G;
+    }
+    q.pick_excess = ex;
+    q.pick_max = now;
+    q.ties = 1;
+    lns_enumerate(&q, 0, left);
+    for (int32_t j = 0; j < LNS_FREE; j++) {
+      set_count(x, q.fr[j], q.pick[j]);
+      reposition(x, q.fr[j]);
+    }
+    if (q.pick_max < top) {
+      top = q.pick_max;
+      memcpy(best, cnt, (size_t)n * sizeof *best);
+    }
+    if (q.pick_excess <= 0)
+      q.aim = top * (1 - LNS_AIM);
+  }
+  memcpy(cnt, best, (size_t)n * sizeof *cnt);
+done:
+  descent_close(x);
+  free(best);
+  return rc;
+}

@@ -9,10 +9,13 @@
  *      the busiest device, then 2-3 again; kept when the maximum drops;
  *   5. still above the bound without a home rule: the target-driven construction of
  *      balanced_target.c, then 3-4 on its plan; with few slots per device the count descent of
- *      balanced_counts.c, then 2-4 on its counts. The lightest plan wins.
+ *      balanced_counts.c, then 2-4 on its counts; with two slots also counts meeting a ladder
+ *      of targets (balanced_pairs.c) and a neighbourhood search recounting five experts at a
+ *      time (eplb__pair_lns), each through 2-4. The lightest plan wins (include/eplb/quality.h
+ *      numbers these steps 1-8).
  * With fixed counts (soft's per-node packing) only 2-3 run; given a complete plan to polish,
  * only 3-4. Everything is deterministic (ties go to the lower index); the only clock is an
- * optional deadline that cuts step 4 short. */
+ * optional deadline that cuts step 4 and the two-slot searches short. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdlib.h>
@@ -49,6 +52,20 @@ static const double PAIR_TARGETS[] = {0.05, 0.04, 0.03, 0.025, 0.02, 0.015, 0.01
  * seeds of the descents from the greedy's counts). */
 #define PAIR_SEARCH_DESCENTS 2
 #define PAIR_SEARCH_SEED 1000
+/* Two slots: neighbourhood searches (eplb__pair_lns) from the greedy's counts, each with its own
+ * seed: LNS_STARTS of them on pools of up to LNS_FULL_SLOTS slots, proportionally fewer (at least
+ * one) on larger ones; each takes LNS_WORK / slots steps (a step's cost grows with the slots), so
+ * a search costs about the same on every pool (measured: 0.03-0.05 s) and a pool at most six,
+ * but at most LNS_STEPS_PER_EXPERT steps per expert (small pools need far fewer). */
+#define LNS_STARTS 6
+#define LNS_FULL_SLOTS 128
+#define LNS_WORK 96000
+#define LNS_STEPS_PER_EXPERT 12
+/* ... and only on pools still this share above where the search stops: below it they rarely
+ * gain much for their time (R512 G256 synthetic, 1 workload: mean max/LB 1.0091 -> 1.0080 for
+ * 3.5x the time when run on every layer). */
+#define LNS_FROM 1e-2
+#define LNS_SEED 2000
 /* Count rounds: experts of the busiest device tried as gainers, cheapest donors tried for each. */
 #define GAIN_TRIES 2
 #define DONOR_TRIES 8
@@ -855,6 +872,26 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
       }
     }
     free(found);
+  }
+  /* Two slots: neighbourhood searches from the greedy's counts (more varied starts than the
+   * lightest plan so far, measured on OLMoE), each packed; the lighter plan wins. They recount
+   * five experts at a time, two of them from a pair above the aim, which single moves and the
+   * target search above both miss. */
+  if (!rc && s.S == 2 && !pl->home && pl->descent_iters > 0 && best > stop * (1 + LNS_FROM)) {
+    int32_t starts = LNS_STARTS * LNS_FULL_SLOTS / s.P;
+    starts = starts < 1 ? 1 : starts > LNS_STARTS ? LNS_STARTS : starts;
+    for (int32_t k = 0; !rc && k < starts && best > stop * (1 + LNS_FROM); k++) {
+      if (pl->deadline > 0 && eplb__now() > pl->deadline)
+        break;
+      memcpy(s.cnt, greedy, (size_t)s.n * sizeof *s.cnt);
+      int32_t steps = LNS_WORK / s.P;
+      steps = steps < LNS_STEPS_PER_EXPERT * s.n ? steps : LNS_STEPS_PER_EXPERT * s.n;
+      rc = eplb__pair_lns(pl->w, s.n, s.G, s.cnt, steps, stop, (uint32_t)(LNS_SEED + k));
+      if (!rc)
+        rc = solve_counts(&s, &save, stop);
+      if (!rc)
+        keep_if_lighter(&s, slot_expert, &best);
+    }
   }
 done:
   if (!rc)

@@ -114,6 +114,18 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
 int eplb__pair_counts_exact(const double *w, int32_t n, int32_t G, int32_t keep, int32_t *out,
                             int32_t *kept);
 
+/* With two slots per device, improves counts cnt[n] (each 1..G, summing to 2G) by a neighbourhood
+ * search: each of `steps` steps frees the two experts of a pair above an aim 0.1% below the
+ * lightest largest pair so far (one such pair at random) and others at random, five in all, and
+ * tries every recount of the five (each within 3 of its count, same total), keeping the one whose
+ * best pairing (the k-th largest replica with the k-th smallest) carries least above the aim,
+ * a pair of one expert's two replicas counting as a little above it, then the one with the
+ * smallest largest pair, one of equals at random; the aim drops once nothing is above it. Stops
+ * at `stop`; writes the lightest counts seen to cnt; n <= 5 leaves cnt alone. Seeded by a
+ * constant and `start`, so deterministic. @return 0 or EPLB_ENOMEM. */
+int eplb__pair_lns(const double *w, int32_t n, int32_t G, int32_t *cnt, int32_t steps,
+                   double stop, uint32_t start);
+
 /* ---- two-slot counts that meet a target (balanced_pairs.c) ---- */
 
 /* Searches replica counts cnt[n] (each 1..G, summing to 2G) for G devices of two slots whose
