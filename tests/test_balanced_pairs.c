@@ -17,6 +17,7 @@
 #include "quality_int.h"
 #include "eplb_rand.h"
 #include "test_oracles.h"
+#include "pair_pools.h"
 
 /* Random small pools per check. */
 #define RANDOM_CASES 200
@@ -28,43 +29,9 @@
 /* Relative step off the exhaustive optimum. */
 #define STEP 1e-9
 
-static uint64_t rng_state;
-
-/* A heavy-tailed load in [1, ~1e4) (exp of a sum of uniforms). */
-static double heavy_load(void) {
-  double u = 0;
-  for (int i = 0; i < 4; i++)
-    u += (double)(eplb__splitmix64(&rng_state) % 1000) / 1000.0;
-  return floor(exp(2.3 * u)) + 1;
-}
-
 /* A random pool: n experts in [3, MAX_N], G devices in [ceil(n/2), MAX_G]. */
 static void random_pool(double *w, int32_t *n, int32_t *G) {
-  *n = 3 + (int32_t)(eplb__splitmix64(&rng_state) % (MAX_N - 2));
-  int32_t lo = (*n + 1) / 2;
-  *G = lo + (int32_t)(eplb__splitmix64(&rng_state) % (uint64_t)(MAX_G - lo + 1));
-  for (int32_t e = 0; e < *n; e++)
-    w[e] = heavy_load();
-}
-
-/* The largest pair of counts cnt: items sorted, the k-th largest with the k-th smallest;
- * checks the counts are complete on the way (each 1..G, summing to 2G). */
-static double largest_pair(const double *w, int32_t n, int32_t G, const int32_t *cnt) {
-  double it[2 * MAX_G];
-  int32_t m = 0;
-  for (int32_t e = 0; e < n; e++) {
-    assert_true(cnt[e] >= 1 && cnt[e] <= G);
-    for (int32_t r = 0; r < cnt[e]; r++) {
-      assert_true(m < 2 * G);
-      it[m++] = w[e] / cnt[e];
-    }
-  }
-  assert_int_equal(m, 2 * G);
-  qsort(it, (size_t)m, sizeof *it, oracle_desc_cmp);
-  double mx = 0;
-  for (int32_t k = 0; k < G; k++)
-    mx = fmax(mx, it[k] + it[m - 1 - k]);
-  return mx;
+  random_pool_of(w, n, G, 3, MAX_N, MAX_G);
 }
 
 /* The exhaustive two-slot optimum with duplicates allowed. */
