@@ -53,18 +53,20 @@ static const double PAIR_TARGETS[] = {0.05, 0.04, 0.03, 0.025, 0.02, 0.015, 0.01
 #define PAIR_SEARCH_DESCENTS 2
 #define PAIR_SEARCH_SEED 1000
 /* Two slots: neighbourhood searches (eplb__pair_lns) from the greedy's counts, each with its own
- * seed: LNS_STARTS of them on pools of up to LNS_FULL_SLOTS slots, proportionally fewer (at least
- * one) on larger ones; each takes LNS_WORK / slots steps (a step's cost grows with the slots), so
- * a search costs about the same on every pool (measured: 0.03-0.05 s) and a pool at most six,
- * but at most LNS_STEPS_PER_EXPERT steps per expert (small pools need far fewer). */
+ * seed: LNS_STARTS of them on pools of up to LNS_FULL_SLOTS slots, proportionally fewer on
+ * larger ones; each takes LNS_WORK / slots steps (a step's cost grows with the slots), so a
+ * search costs about the same on every pool (measured: 0.03-0.05 s), but at most
+ * LNS_STEPS_PER_EXPERT steps per expert (small pools need far fewer). */
 #define LNS_STARTS 6
 #define LNS_FULL_SLOTS 128
 #define LNS_WORK 96000
 #define LNS_STEPS_PER_EXPERT 12
-/* ... and only on pools still this share above where the search stops: below it they rarely
- * gain much for their time (R512 G256 synthetic, 1 workload: mean max/LB 1.0091 -> 1.0080 for
- * 3.5x the time when run on every layer). */
+/* ... and only on pools still this share above where the search stops, of at most LNS_MAX_SLOTS
+ * slots: elsewhere they gain little for their time (R512 G256 synthetic: 1 workload, every
+ * layer searched: mean max/LB 1.0091 -> 1.0080 for 3.5x the time; 12 workloads, layers 1%
+ * above: 1.0136 -> 1.0133, worst unchanged, for 1.4x the time). */
 #define LNS_FROM 1e-2
+#define LNS_MAX_SLOTS 256
 #define LNS_SEED 2000
 /* Count rounds: experts of the busiest device tried as gainers, cheapest donors tried for each. */
 #define GAIN_TRIES 2
@@ -877,7 +879,8 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
    * lightest plan so far, measured on OLMoE), each packed; the lighter plan wins. They recount
    * five experts at a time, two of them from a pair above the aim, which single moves and the
    * target search above both miss. */
-  if (!rc && s.S == 2 && !pl->home && pl->descent_iters > 0 && best > stop * (1 + LNS_FROM)) {
+  if (!rc && s.S == 2 && !pl->home && pl->descent_iters > 0 && s.P <= LNS_MAX_SLOTS &&
+      best > stop * (1 + LNS_FROM)) {
     int32_t starts = LNS_STARTS * LNS_FULL_SLOTS / s.P;
     starts = starts < 1 ? 1 : starts > LNS_STARTS ? LNS_STARTS : starts;
     for (int32_t k = 0; !rc && k < starts && best > stop * (1 + LNS_FROM); k++) {
