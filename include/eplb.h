@@ -205,8 +205,10 @@ typedef struct eplb_params {
   int allow_duplicates;   /* deepseek only: 1 reproduces the reference exactly, duplicates and
                              all; 0 (default) never puts two replicas of one expert on a device */
   eplb_hierarchy hierarchy; /* balanced only, default EPLB_HIER_AUTO */
-  double time_budget_ms;  /* balanced only: wall-clock cap on the local search per plan; 0
-                             (default) = none: the plan depends on the input only */
+  double time_budget_ms;  /* balanced only: wall-clock cap on the local search per plan,
+                             shared out over the layers (each may use its even share of what
+                             the earlier ones left); 0 (default) = none: the plan depends on
+                             the input only */
 } eplb_params;
 
 /* Fills `params` with the defaults (sizes 0: they must be set). */

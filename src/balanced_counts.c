@@ -415,6 +415,8 @@ int eplb__pair_counts_exact(const double *w, int32_t n, int32_t G, int32_t keep,
 /* A pair of two replicas of one expert (which the plan must split) counts as this share of the
  * aim above it. */
 #define LNS_TWIN 1e-3
+/* With a deadline, the clock is read every this many steps. */
+#define LNS_CLOCK_EVERY 8
 /* A step aims this share below the lightest maximum so far. */
 #define LNS_AIM 1e-3
 
@@ -487,7 +489,7 @@ static void lns_enumerate(lns *q, int32_t i, int32_t left) {
 }
 
 int eplb__pair_lns(const double *w, int32_t n, int32_t G, int32_t *cnt, int32_t steps,
-                   double stop, uint32_t start) {
+                   double stop, uint32_t start, double deadline) {
   if (n <= LNS_FREE || steps <= 0)
     return 0;
   lns q;
@@ -503,6 +505,8 @@ int eplb__pair_lns(const double *w, int32_t n, int32_t G, int32_t *cnt, int32_t 
   double top = evaluate_pairs(x, INFINITY);
   q.aim = top * (1 - LNS_AIM);
   for (int32_t it = 0; it < steps && top > stop; it++) {
+    if (deadline > 0 && it % LNS_CLOCK_EVERY == 0 && eplb__now() > deadline)
+      break;
     /* Free both experts of a pair above the aim (drawn at random) and LNS_FREE - 2 others. */
     double now = 0, ex = lns_excess(&q, INFINITY, &now);
     int32_t over = 0;

@@ -895,7 +895,8 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
       if (pl->deadline > 0 && eplb__now() > pl->deadline)
         break;
       memcpy(s.cnt, greedy, (size_t)s.n * sizeof *s.cnt);
-      rc = eplb__pair_lns(pl->w, s.n, s.G, s.cnt, steps, stop, (uint32_t)(LNS_SEED + k));
+      rc = eplb__pair_lns(pl->w, s.n, s.G, s.cnt, steps, stop, (uint32_t)(LNS_SEED + k),
+                          pl->deadline);
       if (!rc)
         rc = solve_counts(&s, &save, stop);
       if (!rc)

@@ -493,12 +493,18 @@ int eplb__plan_balanced(const eplb_loads *loads, const eplb_params *params, eplb
   if (!wk.w || !wk.wbuf || !wk.ids || !wk.home || !wk.slots || !wk.node_of || !wk.cnt ||
       !wk.cnt2 || !wk.alt)
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
-  double deadline = 0;
-  if (params->time_budget_ms > 0)
-    deadline = eplb__now() + params->time_budget_ms / 1000.0;
-  for (int32_t l = 0; !rc && l < loads->num_layers; l++)
+  /* A budget is shared out layer by layer: each layer may search until its even share of what
+   * is left, so a slow first layer cannot starve the rest. */
+  double end = params->time_budget_ms > 0 ? eplb__now() + params->time_budget_ms / 1000.0 : 0;
+  for (int32_t l = 0; !rc && l < loads->num_layers; l++) {
+    double deadline = 0;
+    if (end > 0) {
+      double now = eplb__now(), left = end > now ? end - now : 0;
+      deadline = now + left / (double)(loads->num_layers - l);
+    }
     rc = plan_layer(loads->load + (size_t)l * E, params, h, E, deadline, &wk,
                     p->phy2log + (size_t)l * R);
+  }
   if (!rc)
     rc = deepseek_net(loads, params, h, p, wk.cnt);
   free(wk.w);

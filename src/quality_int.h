@@ -121,10 +121,11 @@ int eplb__pair_counts_exact(const double *w, int32_t n, int32_t G, int32_t keep,
  * best pairing (the k-th largest replica with the k-th smallest) carries least above the aim,
  * a pair of one expert's two replicas counting as a little above it, then the one with the
  * smallest largest pair, one of equals at random; the aim drops once nothing is above it. Stops
- * at `stop`; writes the lightest counts seen to cnt; n <= 5 leaves cnt alone. Seeded by a
- * constant and `start`, so deterministic. @return 0 or EPLB_ENOMEM. */
+ * at `stop`, or once eplb__now() passes `deadline` (0: never; the clock is read every few
+ * steps); writes the lightest counts seen to cnt; n <= 5 leaves cnt alone. Seeded by a constant
+ * and `start`, so deterministic without a deadline. @return 0 or EPLB_ENOMEM. */
 int eplb__pair_lns(const double *w, int32_t n, int32_t G, int32_t *cnt, int32_t steps,
-                   double stop, uint32_t start);
+                   double stop, uint32_t start, double deadline);
 
 /* ---- two-slot counts that meet a target (balanced_pairs.c) ---- */
 

@@ -1,8 +1,8 @@
 /* test_balanced_lns.c - the two-slot neighbourhood search over counts (eplb__pair_lns): the
  * counts it returns are complete and never pair worse than those it was given (recomputed
  * here), from the min-max greedy's counts a few seeds reach the exhaustive optimum of small
- * pools, it is deterministic for a seed, and it leaves counts alone at the stop or on pools too
- * small to recount. */
+ * pools, it is deterministic for a seed, and it leaves counts alone at the stop, past its
+ * deadline, or on pools too small to recount. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <setjmp.h>
@@ -49,7 +49,7 @@ static void counts_stay_complete_and_never_pair_worse(void **state) {
     random_pool(w, &n, &G);
     eplb__min_max_share(w, n, 2 * G, G, cnt);
     double before = largest_pair(w, n, G, cnt);
-    assert_int_equal(eplb__pair_lns(w, n, G, cnt, STEPS, 0, (uint32_t)c), 0);
+    assert_int_equal(eplb__pair_lns(w, n, G, cnt, STEPS, 0, (uint32_t)c, 0), 0);
     assert_true(largest_pair(w, n, G, cnt) <= before * (1 + 1e-12));
   }
 }
@@ -67,7 +67,7 @@ static void a_few_seeds_reach_the_exhaustive_optimum_of_small_pools(void **state
     double start = largest_pair(w, n, G, greedy), best = start;
     for (uint32_t s = 0; s < SEEDS; s++) {
       memcpy(cnt, greedy, sizeof cnt);
-      assert_int_equal(eplb__pair_lns(w, n, G, cnt, STEPS, 0, s), 0);
+      assert_int_equal(eplb__pair_lns(w, n, G, cnt, STEPS, 0, s, 0), 0);
       best = fmin(best, largest_pair(w, n, G, cnt));
     }
     assert_true(best >= opt * (1 - 1e-12)); /* the oracle is the optimum */
@@ -89,13 +89,13 @@ static void the_same_seed_gives_the_same_counts(void **state) {
     random_pool(w, &n, &G);
     eplb__min_max_share(w, n, 2 * G, G, a);
     memcpy(b, a, sizeof a);
-    assert_int_equal(eplb__pair_lns(w, n, G, a, STEPS, 0, 7), 0);
-    assert_int_equal(eplb__pair_lns(w, n, G, b, STEPS, 0, 7), 0);
+    assert_int_equal(eplb__pair_lns(w, n, G, a, STEPS, 0, 7, 0), 0);
+    assert_int_equal(eplb__pair_lns(w, n, G, b, STEPS, 0, 7, 0), 0);
     assert_memory_equal(a, b, (size_t)n * sizeof *a);
   }
 }
 
-static void counts_at_the_stop_or_on_tiny_pools_are_left_alone(void **state) {
+static void counts_at_the_stop_past_the_deadline_or_on_tiny_pools_are_left_alone(void **state) {
   (void)state;
   rng_state = 404;
   for (int c = 0; c < 20; c++) {
@@ -106,10 +106,13 @@ static void counts_at_the_stop_or_on_tiny_pools_are_left_alone(void **state) {
     memcpy(orig, cnt, sizeof cnt);
     /* at the stop already */
     double stop = largest_pair(w, n, G, cnt);
-    assert_int_equal(eplb__pair_lns(w, n, G, cnt, STEPS, stop, 1), 0);
+    assert_int_equal(eplb__pair_lns(w, n, G, cnt, STEPS, stop, 1, 0), 0);
+    assert_memory_equal(cnt, orig, (size_t)n * sizeof *cnt);
+    /* a deadline already past */
+    assert_int_equal(eplb__pair_lns(w, n, G, cnt, STEPS, 0, 1, eplb__now() - 1), 0);
     assert_memory_equal(cnt, orig, (size_t)n * sizeof *cnt);
     /* five experts: all of them would be recounted at once, which is not a neighbourhood */
-    assert_int_equal(eplb__pair_lns(w, 5, G, cnt, STEPS, 0, 1), 0);
+    assert_int_equal(eplb__pair_lns(w, 5, G, cnt, STEPS, 0, 1, 0), 0);
     assert_memory_equal(cnt, orig, (size_t)n * sizeof *cnt);
   }
 }
@@ -119,7 +122,7 @@ int main(void) {
       cmocka_unit_test(counts_stay_complete_and_never_pair_worse),
       cmocka_unit_test(a_few_seeds_reach_the_exhaustive_optimum_of_small_pools),
       cmocka_unit_test(the_same_seed_gives_the_same_counts),
-      cmocka_unit_test(counts_at_the_stop_or_on_tiny_pools_are_left_alone),
+      cmocka_unit_test(counts_at_the_stop_past_the_deadline_or_on_tiny_pools_are_left_alone),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
