@@ -2,7 +2,8 @@
  * balanced_pool.c. Strict and soft first choose which node serves each expert group: an exact
  * search over set partitions of the groups (K <= EXACT_MAX_GROUPS) that minimises the largest
  * node lower bound, or largest-first packing of equal blocks beyond that. Soft with few extra
- * replicas then splits the layer over the nodes (balanced_soft.c) and polishes. */
+ * replicas then splits the layer over the nodes (balanced_soft.c) and polishes; a layer still
+ * far above the bound is also built target first under the rule (balanced_soft_target.c). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,17 @@
  * 1% of none, the pool under the rule 601; before the split's node search could change counts
  * it fell behind the pool there). */
 #define SOFT_SPLIT_MAX_EXTRA 0.25
+/* Soft: a plan still SOFT_FALLBACK_FROM above the bound after the polish is also built by the
+ * target-driven construction under the rule (balanced_soft_target.c), once for each upper end
+ * of its target search in SOFT_TARGET_HI (shares above the bound; each end gives a different
+ * plan), each plan polished like the split's, until one is within SOFT_FALLBACK_FROM. Tight ends
+ * first: they find the most (measured at R 320 on the benchmark, the 43 layers that get here,
+ * 16 ends from 1.1% to 10% each tried alone: 1.1% and 1.25% take 28 of them within 1% of the
+ * bound, the others 18-24). Layers within 1% of none: 662 before; 693 with 6 tries (the plan so
+ * far, then 3, 1.5, 6, 2.25, 4.5%); these 5 ends reach 695 with fewer polishes (the order was
+ * chosen on that benchmark). */
+#define SOFT_TARGET_TRIES 5
+static const double SOFT_TARGET_HI[SOFT_TARGET_TRIES] = {0.011, 0.0125, 0.015, 0.03, 0.05};
 /* Strict: a node's search stops within this share of the heaviest node's bound. */
 #define STRICT_TOL 5e-4
 /* Count-descent moves per pool with up to 16 slots per device (deterministic caps); two slots
@@ -305,8 +317,10 @@ static int soft_pool(const double *w, const eplb_params *pr, int32_t E, eplb__po
  * the bound); a split more than SOFT_SECOND_FROM above the bound is split again from the counts
  * of the pool without locality; a plan still above the bound by more than SOFT_POLISH_FROM is
  * polished by swaps and count rounds under the first-replica rule, down to that margin, and one
- * still SOFT_FALLBACK_FROM above it is planned by soft_pool too; the lightest plan wins.
- * Otherwise, or when no split fits, soft_pool. */
+ * still SOFT_FALLBACK_FROM above it is planned by soft_pool too, and while the lightest plan so
+ * far stays that far above, by the target-driven construction under the rule
+ * (eplb__soft_target_solve, up to SOFT_TARGET_TRIES upper ends of its search), each plan polished
+ * the same way; the lightest plan wins. Otherwise, or when no split fits, soft_pool. */
 static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__pool *pl,
                      const work *wk, int32_t *row) {
   int32_t G = pr->num_gpus, N = pr->num_nodes, R = pr->num_replicas;
@@ -354,9 +368,32 @@ static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__po
     return rc;
   /* Rarely the split is far off: the pool under the rule from its own counts, if lighter. */
   rc = soft_pool(w, pr, E, pl, wk, wk->alt, &m);
-  if (!rc && m < best)
+  if (rc)
+    return rc;
+  if (m < best) {
     memcpy(row, wk->alt, (size_t)R * sizeof *row);
-  return rc;
+    best = m;
+  }
+  /* The target-driven construction under the rule chooses counts and places together; its
+   * binary search from several upper ends gives different plans, each polished. */
+  for (int32_t t = 0; t < SOFT_TARGET_TRIES && best > lb * (1 + SOFT_FALLBACK_FROM); t++) {
+    double hi = lb * (1 + SOFT_TARGET_HI[t]);
+    rc = eplb__soft_target_solve(w, E, wk->home, N, G / N, R / G, lb, hi, wk->alt, &m);
+    if (rc)
+      return rc;
+    if (m <= 0)
+      continue;
+    pl->init_plan = wk->alt;
+    pl->target = goal;
+    rc = eplb__pool_solve(pl, wk->slots, &m);
+    if (rc)
+      return rc;
+    if (m < best) {
+      memcpy(row, wk->slots, (size_t)R * sizeof *row);
+      best = m;
+    }
+  }
+  return 0;
 }
 
 /* Plans one layer with the given locality. */

@@ -84,6 +84,22 @@ int eplb__pool_solve(const eplb__pool *pool, int32_t *slot_expert, double *max_l
 int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
                      int32_t S, const int32_t *cnt, double cap, int32_t *row, double *max_load);
 
+/* ---- hierarchy soft, target-driven (balanced_soft_target.c) ---- */
+
+/* Builds plans for N nodes of Gn devices of S slots under soft's first-replica rule (expert e
+ * keeps a replica on node home[e]) by a binary search on a target T in [lo, hi]: experts largest
+ * first, each split into the fewest equal replicas that fit on the devices with the most room
+ * under T, one on its home node, every node keeping a free slot and room for the estimated first
+ * replicas of its experts still to come (an expert that fits nowhere goes whole to its home
+ * node's roomiest device with a free slot, and T counts as missed); leftover slots take extra
+ * replicas. Writes the lightest plan built to
+ * slot_expert[N*Gn*S] and its busiest device's load to *max_load (0 when no target could be
+ * built, slot_expert then untouched). Needs every node's experts to fit its Gn*S slots and
+ * S <= n <= N*Gn*S. Deterministic. @return 0 or EPLB_ENOMEM. */
+int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int32_t N,
+                            int32_t Gn, int32_t S, double lo, double hi, int32_t *slot_expert,
+                            double *max_load);
+
 /* ---- balanced policy (plan_balanced.c) ---- */
 
 /* The hierarchy a parameter set resolves to: AUTO is strict when N > 1 and K % N == 0. */

@@ -1,0 +1,152 @@
+/* test_soft_target.c - the target-driven construction under soft's first-replica rule
+ * (eplb__soft_target_solve): on random layers every plan it returns fills every slot with a valid
+ * expert, never holds an expert twice on a device, keeps a replica of every expert on its home
+ * node, reports the busiest load recomputed here, is no lighter than the lower bound, and comes
+ * out the same twice; on equal loads that fill the slots exactly it finds the perfect plan; an
+ * empty target range builds nothing and leaves the plan untouched. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "eplb_rand.h"
+#include "quality_int.h"
+
+/* Random layers checked. */
+#define CASES 400
+
+static uint64_t rng_state = 31;
+
+/* A uniform number in (0, 1). */
+static double uniform(void) {
+  return ((double)(eplb__splitmix64(&rng_state) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+/* The busiest device of row (P slots, S per device), each replica carrying w / its count. */
+static double busiest(const double *w, int32_t E, const int32_t *row, int32_t P, int32_t S) {
+  int32_t *cnt = calloc((size_t)E, sizeof *cnt);
+  assert_non_null(cnt);
+  for (int32_t i = 0; i < P; i++)
+    cnt[row[i]]++;
+  double mx = 0;
+  for (int32_t d = 0; d < P / S; d++) {
+    double sum = 0;
+    for (int32_t i = d * S; i < (d + 1) * S; i++)
+      sum += w[row[i]] / cnt[row[i]];
+    mx = sum > mx ? sum : mx;
+  }
+  free(cnt);
+  return mx;
+}
+
+/* Asserts that row is a complete plan of E experts on N nodes of Gn devices of S slots with no
+ * expert twice on a device and a replica of every expert on its home node. */
+static void assert_soft_plan(const int32_t *row, int32_t E, const int32_t *home, int32_t N,
+                             int32_t Gn, int32_t S) {
+  int32_t G = N * Gn;
+  int32_t *got = calloc((size_t)E, sizeof *got);
+  unsigned char *at_home = calloc((size_t)E, 1);
+  assert_true(got && at_home);
+  for (int32_t d = 0; d < G; d++)
+    for (int32_t i = d * S; i < (d + 1) * S; i++) {
+      int32_t e = row[i];
+      assert_true(e >= 0 && e < E);
+      got[e]++;
+      for (int32_t j = d * S; j < i; j++)
+        assert_int_not_equal(row[j], e); /* never twice on a device */
+      if (d / Gn == home[e])
+        at_home[e] = 1;
+    }
+  for (int32_t e = 0; e < E; e++) {
+    assert_true(got[e] >= 1);
+    assert_true(at_home[e]);
+  }
+  free(got);
+  free(at_home);
+}
+
+static void plans_keep_the_rule_and_report_their_busiest_device(void **state) {
+  (void)state;
+  int built = 0;
+  for (int c = 0; c < CASES; c++) {
+    int32_t N = 1 + (int32_t)(uniform() * 4), Gn = 1 + (int32_t)(uniform() * 4);
+    int32_t S = 2 + (int32_t)(uniform() * 6), G = N * Gn, P = G * S;
+    /* Each node's experts fit its Gn * S slots: E = N * per with S <= E. */
+    int32_t per = 1 + (int32_t)(uniform() * Gn * S);
+    int32_t E = N * per;
+    if (E < S)
+      continue;
+    double *w = malloc((size_t)E * sizeof *w);
+    int32_t *home = malloc((size_t)E * sizeof *home);
+    int32_t *row = malloc((size_t)P * sizeof *row), *again = malloc((size_t)P * sizeof *again);
+    assert_true(w && home && row && again);
+    double sigma = 0.5 + 1.5 * uniform();
+    for (int32_t e = 0; e < E; e++) {
+      double z = sqrt(-2 * log(uniform())) * cos(6.283185307179586 * uniform());
+      w[e] = floor(1000 * exp(sigma * z)) + 1;
+      home[e] = e / per;
+    }
+    double lb = eplb__pool_bound(w, E, P, G), m = -1, m2 = -1;
+    assert_int_equal(eplb__soft_target_solve(w, E, home, N, Gn, S, lb, 2 * lb, row, &m), 0);
+    if (m > 0) {
+      built++;
+      assert_soft_plan(row, E, home, N, Gn, S);
+      assert_true(fabs(m - busiest(w, E, row, P, S)) <= 1e-9 * m);
+      assert_true(m >= lb * (1 - 1e-12));
+      assert_int_equal(eplb__soft_target_solve(w, E, home, N, Gn, S, lb, 2 * lb, again, &m2),
+                       0);
+      assert_true(m2 == m);
+      assert_memory_equal(row, again, (size_t)P * sizeof *row);
+    }
+    free(w);
+    free(home);
+    free(row);
+    free(again);
+  }
+  assert_true(built >= CASES / 2); /* the check is not vacuous */
+}
+
+/* Two nodes of two devices of 3 slots, 4 experts per node of load 3 each and 4 slots left over:
+ * plans with every device at the bound 6 exist (e.g. two whole experts and two halves of a third
+ * on each device pair); the construction, given a range up to twice the bound, gets within a
+ * sixth of it and keeps every first replica home. */
+static void equal_loads_come_out_even(void **state) {
+  (void)state;
+  const double w[8] = {3, 3, 3, 3, 3, 3, 3, 3};
+  const int32_t home[8] = {0, 0, 0, 0, 1, 1, 1, 1};
+  int32_t row[12];
+  double m = 0, lb = eplb__pool_bound(w, 8, 12, 4);
+  assert_true(fabs(lb - 6) < 1e-12);
+  assert_int_equal(eplb__soft_target_solve(w, 8, home, 2, 2, 3, lb, 2 * lb, row, &m), 0);
+  assert_true(m > 0);
+  assert_soft_plan(row, 8, home, 2, 2, 3);
+  assert_true(fabs(m - busiest(w, 8, row, 12, 3)) <= 1e-12);
+  assert_true(m <= 7 + 1e-12);
+}
+
+/* lo >= hi: no target to try, so nothing is built and the plan is left as it was. */
+static void an_empty_range_builds_nothing(void **state) {
+  (void)state;
+  const double w[4] = {1, 2, 3, 4};
+  const int32_t home[4] = {0, 0, 1, 1};
+  int32_t row[6] = {-7, -7, -7, -7, -7, -7};
+  double m = -1;
+  assert_int_equal(eplb__soft_target_solve(w, 4, home, 2, 1, 3, 5, 5, row, &m), 0);
+  assert_true(m == 0);
+  for (int32_t i = 0; i < 6; i++)
+    assert_int_equal(row[i], -7);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(plans_keep_the_rule_and_report_their_busiest_device),
+      cmocka_unit_test(equal_loads_come_out_even),
+      cmocka_unit_test(an_empty_range_builds_nothing),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
