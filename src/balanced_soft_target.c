@@ -254,8 +254,7 @@ int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int
   t.slot = eplb__calloc((size_t)t.G * (size_t)S, sizeof *t.slot);
   int rc = 0;
   if (!t.order || !t.dev || !t.room || !t.fill || !t.nfree || !t.pend || !t.quota || !t.pload ||
-      !t.spare || !t.budget || !t.pick ||
-      !t.cnt || !t.slot) {
+      !t.spare || !t.budget || !t.pick || !t.cnt || !t.slot) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     goto done;
   }
