@@ -21,29 +21,8 @@
 /* Random layers checked. */
 #define CASES 300
 
-static uint64_t rng_state = 21;
-
-/* A uniform number in (0, 1). */
-static double uniform(void) {
-  return ((double)(eplb__splitmix64(&rng_state) >> 11) + 0.5) / 9007199254740992.0;
-}
-
-/* The busiest device of row (N*Gn devices of S slots), each replica carrying w / its count. */
-static double busiest(const double *w, int32_t E, const int32_t *row, int32_t P, int32_t S) {
-  int32_t *cnt = calloc((size_t)E, sizeof *cnt);
-  assert_non_null(cnt);
-  for (int32_t i = 0; i < P; i++)
-    cnt[row[i]]++;
-  double mx = 0;
-  for (int32_t d = 0; d < P / S; d++) {
-    double sum = 0;
-    for (int32_t i = d * S; i < (d + 1) * S; i++)
-      sum += w[row[i]] / cnt[row[i]];
-    mx = sum > mx ? sum : mx;
-  }
-  free(cnt);
-  return mx;
-}
+#define SOFT_PLANS_SEED 21
+#include "soft_plans.h"
 
 static void split_keeps_counts_devices_and_the_first_replica_rule(void **state) {
   (void)state;

@@ -21,29 +21,8 @@
 /* Random layers checked. */
 #define CASES 400
 
-static uint64_t rng_state = 31;
-
-/* A uniform number in (0, 1). */
-static double uniform(void) {
-  return ((double)(eplb__splitmix64(&rng_state) >> 11) + 0.5) / 9007199254740992.0;
-}
-
-/* The busiest device of row (P slots, S per device), each replica carrying w / its count. */
-static double busiest(const double *w, int32_t E, const int32_t *row, int32_t P, int32_t S) {
-  int32_t *cnt = calloc((size_t)E, sizeof *cnt);
-  assert_non_null(cnt);
-  for (int32_t i = 0; i < P; i++)
-    cnt[row[i]]++;
-  double mx = 0;
-  for (int32_t d = 0; d < P / S; d++) {
-    double sum = 0;
-    for (int32_t i = d * S; i < (d + 1) * S; i++)
-      sum += w[row[i]] / cnt[row[i]];
-    mx = sum > mx ? sum : mx;
-  }
-  free(cnt);
-  return mx;
-}
+#define SOFT_PLANS_SEED 31
+#include "soft_plans.h"
 
 /* Asserts that row is a complete plan of E experts on N nodes of Gn devices of S slots with no
  * expert twice on a device and a replica of every expert on its home node. */
