@@ -1,5 +1,5 @@
-/* soft_plans.h - a seeded uniform draw and an independent recount of a plan's busiest device,
- * shared by the tests of soft's split and target construction. Define SOFT_PLANS_SEED, then
+/* soft_plans.h - a seeded uniform draw, an independent recount of a plan's busiest device and a
+ * check of soft's first-replica rule, shared by the tests of soft's split and target construction. Define SOFT_PLANS_SEED, then
  * include after cmocka.h and eplb_rand.h. */
 #ifndef EPLB_TESTS_SOFT_PLANS_H
 #define EPLB_TESTS_SOFT_PLANS_H
@@ -26,6 +26,36 @@ static double busiest(const double *w, int32_t E, const int32_t *row, int32_t P,
   }
   free(cnt);
   return mx;
+}
+
+/* Asserts that row is a complete plan of E experts on N nodes of Gn devices of S slots with no
+ * expert twice on a device and a replica of every expert on its home node; with cnt, that every
+ * expert has exactly cnt[e] replicas (without, at least one). */
+static void assert_soft_plan(const int32_t *row, int32_t E, const int32_t *home, int32_t N,
+                             int32_t Gn, int32_t S, const int32_t *cnt) {
+  int32_t G = N * Gn;
+  int32_t *got = calloc((size_t)E, sizeof *got);
+  unsigned char *at_home = calloc((size_t)E, 1);
+  assert_true(got && at_home);
+  for (int32_t d = 0; d < G; d++)
+    for (int32_t i = d * S; i < (d + 1) * S; i++) {
+      int32_t e = row[i];
+      assert_true(e >= 0 && e < E);
+      got[e]++;
+      for (int32_t j = d * S; j < i; j++)
+        assert_int_not_equal(row[j], e); /* never twice on a device */
+      if (d / Gn == home[e])
+        at_home[e] = 1;
+    }
+  for (int32_t e = 0; e < E; e++) {
+    if (cnt)
+      assert_int_equal(got[e], cnt[e]);
+    else
+      assert_true(got[e] >= 1);
+    assert_true(at_home[e]);
+  }
+  free(got);
+  free(at_home);
 }
 
 #endif
