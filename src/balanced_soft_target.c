@@ -17,6 +17,9 @@
 /* Binary-search steps on the target. */
 #define SOFT_TARGET_STEPS 14
 
+/* Relative slack of the check that a node can still take the first replicas it owes (rounding). */
+#define ABSORB_SLACK 1e-9
+
 /* ---- state ---- */
 
 typedef struct ststate {
@@ -37,6 +40,11 @@ typedef struct ststate {
   int32_t *pick;    /* [G] scratch: the devices chosen for one expert */
   int32_t *cnt;     /* [n] replica counts */
   int32_t *slot;    /* [G*S] expert per slot */
+  int32_t *nstart;  /* [N+1] where each node's experts begin in nlist */
+  int32_t *nlist;   /* [n] experts by home node, each node's in the order of placement */
+  int32_t *ndone;   /* [N] how many of the node's experts are placed (a prefix of its list) */
+  double *ncum;     /* [n+N] per node, sums of the estimated first replicas of its first k */
+  int absorb;       /* check that every node can still take the first replicas it owes */
 } ststate;
 
 /* Whether device a has more room than b (then lower index). */
@@ -71,6 +79,30 @@ static int holds(const ststate *t, int32_t d, int32_t e) {
   return 0;
 }
 
+/* The estimated load of the i-th to (j-1)-th first replicas node nd still owes (largest first). */
+static double owed(const ststate *t, int32_t nd, int32_t i, int32_t j) {
+  int32_t len = t->nstart[nd + 1] - t->nstart[nd];
+  const double *c = t->ncum + t->nstart[nd] + nd;
+  i += t->ndone[nd];
+  j += t->ndone[nd];
+  return c[j < len ? j : len] - c[i < len ? i : len];
+}
+
+/* Whether node nd's devices can still take the first replicas it owes (at their estimated
+ * sizes): a device takes at most its room and at most the next owed replicas, in the order of
+ * placement (largest loads first), that its free slots hold, and in all that must cover what the
+ * node owes. With the owed replicas in decreasing size this is a necessary condition of a packing
+ * within the target; split experts can break that order, so it is a guide, not a proof. */
+static int can_absorb(const ststate *t, int32_t nd) {
+  double cap = 0;
+  for (int32_t d = nd * t->Gn; d < (nd + 1) * t->Gn; d++) {
+    double top = owed(t, nd, 0, t->S - t->fill[d]);
+    double r = t->room[d] > 0 ? t->room[d] : 0;
+    cap += r < top ? r : top;
+  }
+  return cap >= owed(t, nd, 0, t->n) * (1 - ABSORB_SLACK);
+}
+
 /* Picks d devices for a replica of size sz of expert e (home h): most room first, each with
  * room for sz, a free slot and a node that keeps, after it, a free slot and room (t->spare) for
  * the first replicas it still owes; when none of them is on h, the last gives way to h's roomiest
@@ -92,16 +124,36 @@ static int pick_devices(ststate *t, int32_t e, int32_t d, double sz, int force) 
       hdev = x;
     if (taken == d || t->quota[nd] <= 0 || (t->budget[nd] < sz && !force))
       continue;
+    /* Tried on the device: the node must still be able to take what it owes. */
+    t->room[x] -= sz;
+    t->fill[x]++;
+    if (!force && t->absorb && !can_absorb(t, nd)) {
+      t->room[x] += sz;
+      t->fill[x]--;
+      continue;
+    }
     t->quota[nd]--;
     t->budget[nd] -= sz;
     t->pick[taken++] = x;
     has_home |= nd == h;
   }
-  if (taken < d || hdev < 0)
-    return 0;
-  if (!has_home)
+  int ok = taken == d && hdev >= 0;
+  if (ok && !has_home) {
+    /* The last pick gives way to h's device, which must pass the same check. */
+    int32_t x = t->pick[d - 1];
+    t->room[x] += sz;
+    t->fill[x]--;
+    t->room[hdev] -= sz;
+    t->fill[hdev]++;
+    ok = force || !t->absorb || can_absorb(t, h);
     t->pick[d - 1] = hdev;
-  return 1;
+  }
+  /* Undo the trials: put() places the picks. */
+  for (int32_t j = 0; j < taken; j++) {
+    t->room[t->pick[j]] += sz;
+    t->fill[t->pick[j]]--;
+  }
+  return ok;
 }
 
 /* Chooses the fewest devices for expert e (its first replica on node home[e], already taken off
@@ -161,12 +213,20 @@ static int build(ststate *t, double T) {
     t->pend[t->home[e]]++;
     t->pload[t->home[e]] += first_size(t->w[e], T);
   }
+  for (int32_t nd = 0; nd < t->N; nd++) {
+    double *c = t->ncum + t->nstart[nd] + nd;
+    c[0] = 0;
+    for (int32_t k = t->nstart[nd]; k < t->nstart[nd + 1]; k++, c++)
+      c[1] = c[0] + first_size(t->w[t->nlist[k]], T);
+    t->ndone[nd] = 0;
+  }
   int64_t free_slots = (int64_t)G * S;
   t->over = 0;
   for (int32_t i = 0; i < t->n; i++) {
     int32_t e = t->order[i], left = t->n - i - 1;
     t->pend[t->home[e]]--;
     t->pload[t->home[e]] -= first_size(t->w[e], T);
+    t->ndone[t->home[e]]++;
     node_spare(t);
     int64_t spare = free_slots - left;
     int32_t d = choose(t, e, spare < G ? (int32_t)spare : G);
@@ -227,8 +287,8 @@ static double plan_max(const ststate *t, double T) {
 /* ---- search ---- */
 
 int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int32_t N,
-                            int32_t Gn, int32_t S, double lo, double hi, int32_t *slot_expert,
-                            double *max_load) {
+                            int32_t Gn, int32_t S, double lo, double hi, int absorb,
+                            int32_t *slot_expert, double *max_load) {
   *max_load = 0;
   ststate t;
   memset(&t, 0, sizeof t);
@@ -239,6 +299,7 @@ int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int
   t.Gn = Gn;
   t.S = S;
   t.G = N * Gn;
+  t.absorb = absorb;
   t.order = eplb__calloc((size_t)n, sizeof *t.order);
   t.dev = eplb__calloc((size_t)t.G, sizeof *t.dev);
   t.room = eplb__calloc((size_t)t.G, sizeof *t.room);
@@ -252,15 +313,29 @@ int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int
   t.pick = eplb__calloc((size_t)t.G, sizeof *t.pick);
   t.cnt = eplb__calloc((size_t)n, sizeof *t.cnt);
   t.slot = eplb__calloc((size_t)t.G * (size_t)S, sizeof *t.slot);
+  t.nstart = eplb__calloc((size_t)N + 1, sizeof *t.nstart);
+  t.nlist = eplb__calloc((size_t)n, sizeof *t.nlist);
+  t.ndone = eplb__calloc((size_t)N, sizeof *t.ndone);
+  t.ncum = eplb__calloc((size_t)n + (size_t)N, sizeof *t.ncum);
   int rc = 0;
   if (!t.order || !t.dev || !t.room || !t.fill || !t.nfree || !t.pend || !t.quota || !t.pload ||
-      !t.spare || !t.budget || !t.pick || !t.cnt || !t.slot) {
+      !t.spare || !t.budget || !t.pick || !t.cnt || !t.slot || !t.nstart || !t.nlist ||
+      !t.ndone || !t.ncum) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     goto done;
   }
   rc = eplb__order_heaviest(w, n, t.order);
   if (rc)
     goto done;
+  /* Each node's experts in the order of placement, for what the node still owes. */
+  for (int32_t e = 0; e < n; e++)
+    t.nstart[home[e] + 1]++;
+  for (int32_t nd = 0; nd < N; nd++)
+    t.nstart[nd + 1] += t.nstart[nd];
+  for (int32_t i = 0; i < n; i++) {
+    int32_t e = t.order[i];
+    t.nlist[t.nstart[home[e]] + t.ndone[home[e]]++] = e;
+  }
   double best = 0;
   for (int step = 0; step < SOFT_TARGET_STEPS && hi > lo; step++) {
     double T = (lo + hi) / 2;
@@ -293,5 +368,9 @@ done:
   free(t.pick);
   free(t.cnt);
   free(t.slot);
+  free(t.nstart);
+  free(t.nlist);
+  free(t.ndone);
+  free(t.ncum);
   return rc;
 }

@@ -92,13 +92,15 @@ int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N,
  * under T, one on its home node, every node keeping a free slot and room for the estimated first
  * replicas of its experts still to come (an expert that fits nowhere goes whole to its home
  * node's roomiest device with a free slot, and T counts as missed); leftover slots take extra
- * replicas. Writes the lightest plan built to
+ * replicas. With absorb set, a device is also taken only while its node's devices can still take
+ * the first replicas the node owes, each device at most its room and at most the largest owed
+ * replicas its free slots hold. Writes the lightest plan built to
  * slot_expert[N*Gn*S] and its busiest device's load to *max_load (0 when no target could be
  * built, slot_expert then untouched). Needs every node's experts to fit its Gn*S slots and
  * S <= n <= N*Gn*S. Deterministic. @return 0 or EPLB_ENOMEM. */
 int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int32_t N,
-                            int32_t Gn, int32_t S, double lo, double hi, int32_t *slot_expert,
-                            double *max_load);
+                            int32_t Gn, int32_t S, double lo, double hi, int absorb,
+                            int32_t *slot_expert, double *max_load);
 
 /* ---- balanced policy (plan_balanced.c) ---- */
 
