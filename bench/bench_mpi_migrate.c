@@ -294,6 +294,7 @@ static int bench_copies(void) {
     eplb_params_init(&p);
     p.num_replicas = r->replicas, p.num_groups = r->groups, p.num_nodes = r->nodes;
     p.num_gpus = r->gpus;
+    p.policy = EPLB_POLICY_DEEPSEEK; /* the maps of the earlier figures */
     eplb_transfer_opts o;
     eplb_transfer_opts_init(&o);
     o.gpus_per_node = r->gpus / r->nodes;

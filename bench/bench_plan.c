@@ -123,6 +123,7 @@ int main(int argc, char **argv) {
       pr.num_groups = c->groups;
       pr.num_nodes = c->nodes;
       pr.num_gpus = c->gpus;
+      pr.policy = EPLB_POLICY_DEEPSEEK;
       pr.allow_duplicates = dups;
       double ms = time_plan(x, &pr, runs, t);
       if (ms < 0)

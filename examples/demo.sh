@@ -33,15 +33,15 @@ echo "== Step 2: plan (real OLMoE counts from examples/: 3 layers x 64 experts -
 "$here/eplb.sh" "$EPLB" "$here" "$OUT/expert_map.json"
 "$EPLB" plan --json_folder "$OUT/collect" --num_replicas 80 --num_groups 8 --num_nodes 2 \
   --num_gpus 8 --output_path "$OUT/expert_map_simulated.json"
-echo "-- the deepseek map against the lower bound:"
+echo "-- the map (policy balanced, the default: groups kept on their nodes) against the lower bound:"
 "$EPLB" report --input "$here/token_collects_all.json" --map "$OUT/expert_map.json" \
   --num_groups 8 --num_nodes 2 --svg "$OUT/report.svg"
-echo "-- eplb's balanced policy on the same counts (groups kept on their nodes):"
+echo "-- DeepSeek's algorithm on the same counts, for comparison:"
 "$EPLB" plan --json_folder "$here" --num_replicas 80 --num_groups 8 --num_nodes 2 --num_gpus 8 \
-  --policy balanced --output_path "$OUT/expert_map_balanced.json"
-"$EPLB" report --input "$here/token_collects_all.json" --map "$OUT/expert_map_balanced.json" \
-  --num_groups 8 --num_nodes 2 --svg "$OUT/report_balanced.svg"
-echo "pictures: $OUT/report.svg $OUT/report_balanced.svg"
+  --policy deepseek --output_path "$OUT/expert_map_deepseek.json"
+"$EPLB" report --input "$here/token_collects_all.json" --map "$OUT/expert_map_deepseek.json" \
+  --num_groups 8 --num_nodes 2 --svg "$OUT/report_deepseek.svg"
+echo "pictures: $OUT/report.svg $OUT/report_deepseek.svg"
 
 echo
 echo "== Step 3: move (8 ranks, initial layout -> map, 1 MiB per expert, every byte verified)"

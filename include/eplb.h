@@ -201,9 +201,10 @@ typedef struct eplb_params {
   int32_t num_groups;     /* K: expert groups (E % K == 0 for the hierarchical policy) */
   int32_t num_nodes;      /* N: nodes; num_gpus % num_nodes == 0 */
   int32_t num_gpus;       /* G: devices */
-  eplb_policy policy;     /* default EPLB_POLICY_DEEPSEEK */
-  int allow_duplicates;   /* deepseek only: 1 reproduces the reference exactly, duplicates and
-                             all; 0 (default) never puts two replicas of one expert on a device */
+  eplb_policy policy;     /* default EPLB_POLICY_BALANCED */
+  int allow_duplicates;   /* deepseek only (EPLB_EPARAM with balanced): 1 reproduces the
+                             reference exactly, duplicates and all; 0 (default) never puts two
+                             replicas of one expert on a device */
   eplb_hierarchy hierarchy; /* balanced only, default EPLB_HIER_AUTO */
   double time_budget_ms;  /* balanced only: wall-clock cap on the local search per plan,
                              shared out over the layers (each may use its even share of what
@@ -232,8 +233,13 @@ EPLB_API eplb_mode eplb_params_mode(const eplb_params *params);
  *   at most as many replicas as its node has devices, and each replica goes to the lightest
  *   device with room that does not hold the expert yet (with a repair swap when greedy is stuck);
  *   a layer where the reference places no duplicate is planned exactly as the reference does.
+ * Policy balanced (the default; see eplb/quality.h): replica counts and placement chosen
+ *   together to minimise the busiest device's load, never two replicas of an expert on a device;
+ *   with the default hierarchy (strict when N > 1 and K % N == 0) every replica stays on its
+ *   group's node as in deepseek's hierarchical mode, and no layer is worse than deepseek's.
  * The result is validated (eplb_placement_validate) before it is returned.
  * @return 0, EPLB_EPARAM (the detail says which rule: R % G, G % N, E % K, R < E, a size < 1,
+ *         allow_duplicates with balanced,
  *         more slots per node than distinct (device, expert) pairs allow without duplicates),
  *         EPLB_EINVAL (NULL argument, non-finite or negative load), EPLB_ENOMEM. */
 EPLB_API int eplb_plan(const eplb_loads *loads, const eplb_params *params, eplb_placement **out);

@@ -18,9 +18,13 @@ static void plan_usage(FILE *f) {
           "usage: eplb plan (--json_folder DIR | --input FILE...) --num_replicas R --num_gpus G\n"
           "                 [--num_groups K] [--num_nodes N] --output_path OUT [options]\n"
           "\n"
-          "Computes a redundant-expert map from per-expert token counts with DeepSeek's EPLB\n"
-          "algorithm (hierarchical when K %% N == 0, else global) and writes expert_map.json\n"
-          "atomically. By default no device holds two replicas of one expert.\n"
+          "Computes a redundant-expert map from per-expert token counts and writes\n"
+          "expert_map.json atomically. The default policy, balanced, chooses replica counts\n"
+          "and placement together to minimise the busiest device's load, keeping every replica\n"
+          "on its group's node when K %% N == 0 and N > 1, as DeepSeek does (no layer worse than\n"
+          "deepseek's); --policy deepseek computes DeepSeek's EPLB algorithm (hierarchical when\n"
+          "K %% N == 0, else global). No device holds two replicas of one expert unless\n"
+          "--allow-duplicates.\n"
           "\n"
           "inputs (token counts, {\"<layer>\": {\"<expert>\": count}} or SGLang's\n"
           "{\"logical_count\": [[...]]}):\n"
@@ -32,8 +36,9 @@ static void plan_usage(FILE *f) {
           "  --num_groups K         expert groups (default 1)\n"
           "  --num_nodes N          nodes (default 1)\n"
           "  --num_gpus G           devices (expert-parallel ranks)\n"
-          "  --policy P             deepseek (default) or balanced\n"
-          "  --allow-duplicates     deepseek: reproduce the reference exactly, duplicates included\n"
+          "  --policy P             balanced (default) or deepseek\n"
+          "  --allow-duplicates     reproduce DeepSeek's eplb.py exactly, duplicates included\n"
+          "                         (implies --policy deepseek)\n"
           "  --hierarchy H          balanced: strict, soft or none (default: strict when N > 1\n"
           "                         and K %% N == 0, else none)\n"
           "  --time_budget_ms T     balanced: cap the search at T ms per plan (default 0: no\n"
@@ -116,6 +121,7 @@ typedef struct plan_args {
   eplb_objective objective; /* --objective */
   const char *old_map;      /* --old_map */
   int64_t max_moves;        /* --max_moves, -1: no limit */
+  int policy_given;         /* --policy was on the command line */
 } plan_args;
 
 /* Parses argv into `a`. @return 0, CLI_EXIT_USAGE, or -1 after --help. */
@@ -159,6 +165,7 @@ static int plan_parse(int argc, char **argv, plan_args *a) {
         a->params.num_gpus = (int32_t)v;
       break;
     case OPT_POLICY:
+      a->policy_given = 1;
       if (!strcmp(optarg, "deepseek"))
         a->params.policy = EPLB_POLICY_DEEPSEEK;
       else if (!strcmp(optarg, "balanced"))
@@ -233,6 +240,13 @@ static int plan_parse(int argc, char **argv, plan_args *a) {
                                 "--json_folder or --old_map");
   if (a->max_moves >= 0 && !a->old_map)
     return cli_usage_error(CMD, "--max_moves needs --old_map");
+  /* Reproducing the reference, duplicates and all, is what the deepseek policy does. */
+  if (a->params.allow_duplicates) {
+    if (a->policy_given && a->params.policy == EPLB_POLICY_BALANCED)
+      return cli_usage_error(CMD, "--allow-duplicates reproduces DeepSeek's output: it goes "
+                                  "with --policy deepseek (balanced never duplicates)");
+    a->params.policy = EPLB_POLICY_DEEPSEEK;
+  }
   return 0;
 }
 
@@ -264,6 +278,20 @@ static int plan_quality(const plan_args *a, const eplb_loads *sum, eplb_placemen
   return rc;
 }
 
+/* The policy and locality the parameters select, for the summary line. */
+static const char *plan_mode(const eplb_params *pr) {
+  if (pr->policy != EPLB_POLICY_BALANCED)
+    return eplb_params_mode(pr) == EPLB_MODE_HIERARCHICAL ? "deepseek hierarchical"
+                                                          : "deepseek global";
+  eplb_hierarchy h = pr->hierarchy;
+  if (h == EPLB_HIER_AUTO)
+    h = pr->num_nodes > 1 && pr->num_groups % pr->num_nodes == 0 ? EPLB_HIER_STRICT
+                                                                 : EPLB_HIER_NONE;
+  return h == EPLB_HIER_STRICT ? "balanced strict"
+         : h == EPLB_HIER_SOFT ? "balanced soft"
+                               : "balanced none";
+}
+
 /* Prints the one summary line: shape, policy, balancedness mean/min, duplicates, time. */
 static void plan_summary(const eplb_loads *loads, const eplb_placement *p, const plan_args *a,
                          double plan_s, double total_s) {
@@ -275,9 +303,7 @@ static void plan_summary(const eplb_loads *loads, const eplb_placement *p, const
       min = b;
   }
   const eplb_params *pr = &a->params;
-  const char *mode = pr->policy == EPLB_POLICY_BALANCED ? "balanced"
-                     : eplb_params_mode(pr) == EPLB_MODE_HIERARCHICAL ? "deepseek hierarchical"
-                                                                      : "deepseek global";
+  const char *mode = plan_mode(pr);
   fprintf(stderr,
           "eplb plan: %d layers x %d experts -> %d slots on %d devices, %d node%s; policy %s%s; "
           "balancedness mean %.4f min %.4f; duplicates %lld; plan %.2f ms, total %.1f ms; "

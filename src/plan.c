@@ -14,7 +14,7 @@ void eplb_params_init(eplb_params *params) {
   if (!params)
     return;
   memset(params, 0, sizeof *params);
-  params->policy = EPLB_POLICY_DEEPSEEK;
+  params->policy = EPLB_POLICY_BALANCED;
   params->allow_duplicates = 0;
   params->hierarchy = EPLB_HIER_AUTO;
   params->time_budget_ms = EPLB__DEFAULT_BUDGET_MS;
@@ -46,6 +46,9 @@ static int check_common(const eplb_loads *loads, const eplb_params *pr) {
     return eplb__err(EPLB_EPARAM, "unknown policy %d", (int)pr->policy);
   if (pr->hierarchy < EPLB_HIER_AUTO || pr->hierarchy > EPLB_HIER_NONE)
     return eplb__err(EPLB_EPARAM, "unknown hierarchy %d", (int)pr->hierarchy);
+  if (pr->policy == EPLB_POLICY_BALANCED && pr->allow_duplicates)
+    return eplb__err(EPLB_EPARAM, "allow_duplicates reproduces the deepseek policy's reference "
+                                  "output: set policy deepseek (balanced never duplicates)");
   size_t n = (size_t)loads->num_layers * (size_t)loads->num_experts;
   for (size_t i = 0; i < n; i++)
     if (!isfinite(loads->load[i]) || loads->load[i] < 0)

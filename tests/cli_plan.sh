@@ -89,6 +89,16 @@ echo '{"9": {"0": 1, "1": 2, "2": 3, "3": 4}, "2": {"0": 4, "1": 3, "2": 2, "3":
 "$EPLB" plan --input "$T/sparse.json" --num_experts 6 --num_replicas 6 --num_gpus 2 --output_path "$T/e6.json" 2>/dev/null &&
   jq -e '[.layer_list[] | [.device_list[].device_expert[]] | sort == [0,1,2,3,4,5]] | all' "$T/e6.json" >/dev/null && ok || bad "num_experts"
 
+# the default policy is balanced (the summary line says which policy and locality ran);
+# --allow-duplicates alone selects deepseek, whose map equals --policy deepseek --allow-duplicates
+grep -q 'policy balanced none;' "$T/err" && ok || bad "default policy: $(cat "$T/err")"
+"$EPLB" plan --input "$T/loads.json" "${base[@]}" --num_nodes 2 --output_path "$T/strict.json" 2>"$T/err2" &&
+  grep -q 'policy balanced strict;' "$T/err2" && ok || bad "default locality with 2 nodes: $(cat "$T/err2")"
+"$EPLB" plan --input "$T/loads.json" "${base[@]}" --allow-duplicates --output_path "$T/dup1.json" 2>"$T/err2" &&
+  grep -q 'policy deepseek hierarchical (duplicates allowed);' "$T/err2" &&
+  "$EPLB" plan --input "$T/loads.json" "${base[@]}" --policy deepseek --allow-duplicates --output_path "$T/dup2.json" 2>/dev/null &&
+  cmp -s "$T/dup1.json" "$T/dup2.json" && ok || bad "--allow-duplicates selects deepseek: $(cat "$T/err2")"
+
 # the balanced policy: valid, no duplicate, and the same map on every run (no time budget)
 "$EPLB" plan --input "$T/loads.json" "${base[@]}" --policy balanced --output_path "$T/bal1.json" 2>/dev/null &&
   "$EPLB" plan --input "$T/loads.json" "${base[@]}" --policy balanced --output_path "$T/bal2.json" 2>/dev/null &&
@@ -161,7 +171,8 @@ expect 1 "expert \"4\": expert id 4 is not below --num_experts 4" --input "$T/lo
 expect 1 "num_replicas 14 is not a multiple of num_gpus 4" --input "$T/loads.json" --num_replicas 14 --num_gpus 4 "${O[@]}"
 expect 1 "num_gpus 4 is not a multiple of num_nodes 3" --input "$T/loads.json" --num_replicas 12 --num_gpus 4 --num_nodes 3 --num_groups 3 "${O[@]}"
 expect 1 "num_replicas 4 is less than the 8 experts" --input "$T/loads.json" --num_replicas 4 --num_gpus 4 "${O[@]}"
-expect 1 "num_groups" --input "$T/loads.json" --num_replicas 12 --num_gpus 4 --num_groups 3 --num_nodes 1 "${O[@]}"
+expect 1 "num_groups" --input "$T/loads.json" --num_replicas 12 --num_gpus 4 --num_groups 3 --num_nodes 1 --policy deepseek "${O[@]}"
+expect 2 "--allow-duplicates reproduces DeepSeek's output" --input "$T/loads.json" "${base[@]}" --policy balanced --allow-duplicates "${O[@]}"
 
 # an output folder that does not exist: error, nothing created
 "$EPLB" plan --input "$T/loads.json" "${base[@]}" --output_path "$T/no/such/dir/map.json" 2>"$T/err"

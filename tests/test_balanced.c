@@ -528,6 +528,27 @@ static void strict_without_divisible_groups_is_refused(void **state) {
   eplb_loads_free(x);
 }
 
+/* The defaults plan with balanced; allow_duplicates (the reference's duplicates) is deepseek's
+ * and is refused with balanced rather than ignored. */
+static void balanced_is_the_default_and_refuses_allow_duplicates(void **state) {
+  (void)state;
+  eplb_params d;
+  eplb_params_init(&d);
+  assert_int_equal(d.policy, EPLB_POLICY_BALANCED);
+  assert_int_equal(d.hierarchy, EPLB_HIER_AUTO);
+  eplb_loads *x = lognormal(1, 24, 1.0);
+  eplb_params pr = params(48, 4, 2, 8, EPLB_HIER_AUTO);
+  pr.allow_duplicates = 1;
+  eplb_placement *p = NULL;
+  assert_int_equal(eplb_plan(x, &pr, &p), EPLB_EPARAM);
+  assert_null(p);
+  assert_non_null(strstr(eplb_last_error(), "allow_duplicates"));
+  pr.policy = EPLB_POLICY_DEEPSEEK;
+  assert_int_equal(eplb_plan(x, &pr, &p), 0);
+  eplb_placement_free(p);
+  eplb_loads_free(x);
+}
+
 static void too_few_experts_for_the_slots_of_a_device_is_refused(void **state) {
   (void)state;
   eplb_loads *x = lognormal(1, 4, 1.0);
@@ -556,6 +577,7 @@ int main(void) {
       cmocka_unit_test(balanced_is_never_worse_than_deepseek_on_500_random_inputs),
       cmocka_unit_test(all_zero_layer_is_planned),
       cmocka_unit_test(strict_without_divisible_groups_is_refused),
+      cmocka_unit_test(balanced_is_the_default_and_refuses_allow_duplicates),
       cmocka_unit_test(too_few_experts_for_the_slots_of_a_device_is_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -279,6 +279,7 @@ static eplb_params make_params(int32_t R, int32_t K, int32_t N, int32_t G, int d
   pr.num_groups = K;
   pr.num_nodes = N;
   pr.num_gpus = G;
+  pr.policy = EPLB_POLICY_DEEPSEEK;
   pr.allow_duplicates = dups;
   return pr;
 }

@@ -199,6 +199,7 @@ static void test_random_invariants(void **state) {
       pr.num_groups = c.K;
       pr.num_nodes = c.N;
       pr.num_gpus = c.G;
+      pr.policy = EPLB_POLICY_DEEPSEEK;
       pr.allow_duplicates = dups;
       int rc = eplb_plan(x, &pr, &out[dups]);
       if (rc)
@@ -239,6 +240,7 @@ static void test_random_deterministic(void **state) {
     pr.num_groups = c.K;
     pr.num_nodes = c.N;
     pr.num_gpus = c.G;
+    pr.policy = EPLB_POLICY_DEEPSEEK;
     eplb_placement *a = NULL, *b = NULL;
     assert_int_equal(eplb_plan(x, &pr, &a), 0);
     assert_int_equal(eplb_plan(x, &pr, &b), 0);

@@ -1,7 +1,7 @@
 /* eplb/quality.h - Plan quality: the balanced policy, the lower bound, reports, multi-input
  * planning and migration-aware re-planning. Included by eplb.h; may be included on its own.
  *
- * The balanced policy (EPLB_POLICY_BALANCED in eplb_plan)
+ * The balanced policy (EPLB_POLICY_BALANCED in eplb_plan, the default of eplb_params_init)
  *   Chooses replica counts and placement together to minimise the largest device load of each
  *   layer, never two replicas of one expert on a device. Per pool of devices (the whole cluster
  *   for hierarchy none and soft, one node for strict):
