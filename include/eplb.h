@@ -222,6 +222,10 @@ typedef enum eplb_mode {
 } eplb_mode;
 /* The mode the deepseek policy uses for these parameters. */
 EPLB_API eplb_mode eplb_params_mode(const eplb_params *params);
+/* The locality the balanced policy uses for these parameters: their hierarchy, with
+ * EPLB_HIER_AUTO resolved (strict when num_nodes > 1 and num_groups % num_nodes == 0, else
+ * none). */
+EPLB_API eplb_hierarchy eplb_params_hierarchy(const eplb_params *params);
 
 /* Plans a placement of `loads` on the devices described by `params`.
  *

@@ -283,10 +283,7 @@ static const char *plan_mode(const eplb_params *pr) {
   if (pr->policy != EPLB_POLICY_BALANCED)
     return eplb_params_mode(pr) == EPLB_MODE_HIERARCHICAL ? "deepseek hierarchical"
                                                           : "deepseek global";
-  eplb_hierarchy h = pr->hierarchy;
-  if (h == EPLB_HIER_AUTO)
-    h = pr->num_nodes > 1 && pr->num_groups % pr->num_nodes == 0 ? EPLB_HIER_STRICT
-                                                                 : EPLB_HIER_NONE;
+  eplb_hierarchy h = eplb_params_hierarchy(pr);
   return h == EPLB_HIER_STRICT ? "balanced strict"
          : h == EPLB_HIER_SOFT ? "balanced soft"
                                : "balanced none";

@@ -31,10 +31,9 @@ typedef struct ststate {
   double *room;     /* [G] target minus load */
   int32_t *fill;    /* [G] used slots */
   int32_t *nfree;   /* [N] free slots per node */
-  int32_t *pend;    /* [N] first replicas the node still has to take */
   int32_t *quota;   /* [N] scratch: free replicas the node may still take for one expert */
-  double *pload;    /* [N] estimated load of the first replicas the node still owes */
-  double *spare;    /* [N] the node's room minus pload */
+  double *spare;    /* [N] the node's room minus the estimated load of the first replicas it
+                       still owes */
   double *budget;   /* [N] scratch: spare left while picking devices for one expert */
   int over;         /* the plan being built went over the target */
   int32_t *pick;    /* [G] scratch: the devices chosen for one expert */
@@ -79,7 +78,8 @@ static int holds(const ststate *t, int32_t d, int32_t e) {
   return 0;
 }
 
-/* The estimated load of the i-th to (j-1)-th first replicas node nd still owes (largest first). */
+/* The estimated load of the i-th to (j-1)-th first replicas node nd still owes, in the order of
+ * placement (j past the end: to the end). */
 static double owed(const ststate *t, int32_t nd, int32_t i, int32_t j) {
   int32_t len = t->nstart[nd + 1] - t->nstart[nd];
   const double *c = t->ncum + t->nstart[nd] + nd;
@@ -110,7 +110,7 @@ static int can_absorb(const ststate *t, int32_t nd) {
 static int pick_devices(ststate *t, int32_t e, int32_t d, double sz, int force) {
   int32_t h = t->home[e], taken = 0, hdev = -1, has_home = 0;
   for (int32_t n = 0; n < t->N; n++) {
-    t->quota[n] = t->nfree[n] - t->pend[n];
+    t->quota[n] = t->nfree[n] - (t->nstart[n + 1] - t->nstart[n] - t->ndone[n]);
     t->budget[n] = t->spare[n];
   }
   /* One pass, most room first: the devices taken, and h's first device that qualifies. */
@@ -182,7 +182,7 @@ static int32_t choose(ststate *t, int32_t e, int32_t limit) {
  * t->spare. */
 static void node_spare(ststate *t) {
   for (int32_t n = 0; n < t->N; n++) {
-    t->spare[n] = -t->pload[n];
+    t->spare[n] = -owed(t, n, 0, t->n);
     for (int32_t d = n * t->Gn; d < (n + 1) * t->Gn; d++)
       t->spare[n] += t->room[d];
   }
@@ -203,16 +203,8 @@ static int build(ststate *t, double T) {
     t->fill[d] = 0;
     t->dev[d] = d;
   }
-  for (int32_t n = 0; n < t->N; n++) {
-    t->nfree[n] = t->Gn * S;
-    t->pend[n] = 0;
-  }
   for (int32_t n = 0; n < t->N; n++)
-    t->pload[n] = 0;
-  for (int32_t e = 0; e < t->n; e++) {
-    t->pend[t->home[e]]++;
-    t->pload[t->home[e]] += first_size(t->w[e], T);
-  }
+    t->nfree[n] = t->Gn * S;
   for (int32_t nd = 0; nd < t->N; nd++) {
     double *c = t->ncum + t->nstart[nd] + nd;
     c[0] = 0;
@@ -224,8 +216,6 @@ static int build(ststate *t, double T) {
   t->over = 0;
   for (int32_t i = 0; i < t->n; i++) {
     int32_t e = t->order[i], left = t->n - i - 1;
-    t->pend[t->home[e]]--;
-    t->pload[t->home[e]] -= first_size(t->w[e], T);
     t->ndone[t->home[e]]++;
     node_spare(t);
     int64_t spare = free_slots - left;
@@ -305,9 +295,7 @@ int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int
   t.room = eplb__calloc((size_t)t.G, sizeof *t.room);
   t.fill = eplb__calloc((size_t)t.G, sizeof *t.fill);
   t.nfree = eplb__calloc((size_t)N, sizeof *t.nfree);
-  t.pend = eplb__calloc((size_t)N, sizeof *t.pend);
   t.quota = eplb__calloc((size_t)N, sizeof *t.quota);
-  t.pload = eplb__calloc((size_t)N, sizeof *t.pload);
   t.spare = eplb__calloc((size_t)N, sizeof *t.spare);
   t.budget = eplb__calloc((size_t)N, sizeof *t.budget);
   t.pick = eplb__calloc((size_t)t.G, sizeof *t.pick);
@@ -318,7 +306,7 @@ int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int
   t.ndone = eplb__calloc((size_t)N, sizeof *t.ndone);
   t.ncum = eplb__calloc((size_t)n + (size_t)N, sizeof *t.ncum);
   int rc = 0;
-  if (!t.order || !t.dev || !t.room || !t.fill || !t.nfree || !t.pend || !t.quota || !t.pload ||
+  if (!t.order || !t.dev || !t.room || !t.fill || !t.nfree || !t.quota ||
       !t.spare || !t.budget || !t.pick || !t.cnt || !t.slot || !t.nstart || !t.nlist ||
       !t.ndone || !t.ncum) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
@@ -360,9 +348,7 @@ done:
   free(t.room);
   free(t.fill);
   free(t.nfree);
-  free(t.pend);
   free(t.quota);
-  free(t.pload);
   free(t.spare);
   free(t.budget);
   free(t.pick);

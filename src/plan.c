@@ -26,6 +26,14 @@ eplb_mode eplb_params_mode(const eplb_params *params) {
   return EPLB_MODE_GLOBAL;
 }
 
+eplb_hierarchy eplb_params_hierarchy(const eplb_params *params) {
+  if (!params || params->hierarchy != EPLB_HIER_AUTO)
+    return params ? params->hierarchy : EPLB_HIER_NONE;
+  if (params->num_nodes > 1 && params->num_groups % params->num_nodes == 0)
+    return EPLB_HIER_STRICT;
+  return EPLB_HIER_NONE;
+}
+
 /* Checks the rules every policy shares; the policies check their own. */
 static int check_common(const eplb_loads *loads, const eplb_params *pr) {
   if (pr->num_replicas < 1 || pr->num_groups < 1 || pr->num_nodes < 1 || pr->num_gpus < 1)

@@ -68,15 +68,6 @@ static const double SOFT_TARGET_HI[SOFT_TARGET_TRIES] = {
  * has many local minima (measured: one 5-slot layer from 1.0065 to 1.0031 of the bound). */
 #define DESCENT_STARTS 8
 
-/* ---- parameters ---- */
-
-eplb_hierarchy eplb__resolve_hierarchy(const eplb_params *pr) {
-  if (pr->hierarchy != EPLB_HIER_AUTO)
-    return pr->hierarchy;
-  if (pr->num_nodes > 1 && pr->num_groups % pr->num_nodes == 0)
-    return EPLB_HIER_STRICT;
-  return EPLB_HIER_NONE;
-}
 
 /* Checks the rules of the locality modes. @return 0 or EPLB_EPARAM. */
 static int check_params(const eplb_loads *loads, const eplb_params *pr, eplb_hierarchy h) {
@@ -521,7 +512,7 @@ static int deepseek_net(const eplb_loads *loads, const eplb_params *params, eplb
 /* ---- policy ---- */
 
 int eplb__plan_balanced(const eplb_loads *loads, const eplb_params *params, eplb_placement *p) {
-  eplb_hierarchy h = eplb__resolve_hierarchy(params);
+  eplb_hierarchy h = eplb_params_hierarchy(params);
   int rc = check_params(loads, params, h);
   if (rc)
     return rc;

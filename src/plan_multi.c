@@ -205,7 +205,7 @@ int eplb_plan_multi(const eplb_loads *const *inputs, size_t n, const eplb_params
   if (params->num_nodes > 1 &&
       (params->policy == EPLB_POLICY_DEEPSEEK
            ? eplb_params_mode(params) == EPLB_MODE_HIERARCHICAL
-           : eplb__resolve_hierarchy(params) != EPLB_HIER_NONE))
+           : eplb_params_hierarchy(params) != EPLB_HIER_NONE))
     m.nodes = params->num_nodes;
   m.cnt = eplb__calloc((size_t)E, sizeof *m.cnt);
   m.load = eplb__calloc(n * (size_t)G, sizeof *m.load);

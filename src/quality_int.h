@@ -104,8 +104,6 @@ int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int
 
 /* ---- balanced policy (plan_balanced.c) ---- */
 
-/* The hierarchy a parameter set resolves to: AUTO is strict when N > 1 and K % N == 0. */
-eplb_hierarchy eplb__resolve_hierarchy(const eplb_params *pr);
 
 /* ---- counts for few slots per device (balanced_counts.c) ---- */
 

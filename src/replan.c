@@ -498,7 +498,7 @@ int eplb_plan_replan(const eplb_loads *loads, const eplb_params *params,
   if (params->num_nodes > 1 &&
       (params->policy == EPLB_POLICY_DEEPSEEK
            ? eplb_params_mode(params) == EPLB_MODE_HIERARCHICAL
-           : eplb__resolve_hierarchy(params) != EPLB_HIER_NONE)) {
+           : eplb_params_hierarchy(params) != EPLB_HIER_NONE)) {
     m.nodes = params->num_nodes;
     m.Gn = G / m.nodes;
   }
