@@ -549,6 +549,21 @@ static void balanced_is_the_default_and_refuses_allow_duplicates(void **state) {
   eplb_loads_free(x);
 }
 
+/* eplb_params_hierarchy resolves auto: strict when N > 1 and K % N == 0, else none; an explicit
+ * hierarchy is kept. */
+static void auto_hierarchy_resolves_by_groups_and_nodes(void **state) {
+  (void)state;
+  eplb_params pr = params(48, 4, 2, 8, EPLB_HIER_AUTO);
+  assert_int_equal(eplb_params_hierarchy(&pr), EPLB_HIER_STRICT);
+  pr.num_groups = 3;
+  assert_int_equal(eplb_params_hierarchy(&pr), EPLB_HIER_NONE);
+  pr.num_groups = 4;
+  pr.num_nodes = 1;
+  assert_int_equal(eplb_params_hierarchy(&pr), EPLB_HIER_NONE);
+  pr.hierarchy = EPLB_HIER_SOFT;
+  assert_int_equal(eplb_params_hierarchy(&pr), EPLB_HIER_SOFT);
+}
+
 static void too_few_experts_for_the_slots_of_a_device_is_refused(void **state) {
   (void)state;
   eplb_loads *x = lognormal(1, 4, 1.0);
@@ -578,6 +593,7 @@ int main(void) {
       cmocka_unit_test(all_zero_layer_is_planned),
       cmocka_unit_test(strict_without_divisible_groups_is_refused),
       cmocka_unit_test(balanced_is_the_default_and_refuses_allow_duplicates),
+      cmocka_unit_test(auto_hierarchy_resolves_by_groups_and_nodes),
       cmocka_unit_test(too_few_experts_for_the_slots_of_a_device_is_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
