@@ -118,15 +118,15 @@
  *       most room under T, one on its home node, while every node keeps a free slot and room for
  *       the estimated first replicas of its experts still to come (an expert that fits nowhere
  *       goes whole to its home node's roomiest device, and T counts as missed); leftover slots
- *       take extra replicas as in 5. Each end is tried twice, first also checking that a node's
- *       devices can still take the first replicas it owes (each device at most its room, and at
- *       most the next owed replicas its free slots hold), which keeps a dominant expert's copies
- *       from crowding out its home node's own experts. Each plan goes through 3-4 under the rule,
- *       the lightest kept (measured at R 320 K 8 N 8 G 64 on the benchmark: layers within 1% of
- *       none from 662 to 695 of 696, none worse; the first 5 ends were chosen there, the other
- *       11 and the check add layers on other seeds' workloads: with both, 2778 of 2784 layers
- *       of four seeds' 12 workloads each are within 1% of none, 2764 without the check). With more
- *       extra replicas steps 1-4 on all devices under the rule (packing reserves the node slots
+ *       take extra replicas as in 5. A layer still over 1% above after the 16 ends gets them
+ *       again, now also checking that a node's devices can still take the first replicas it owes
+ *       (each device at most its room, and at most the next owed replicas its free slots hold),
+ *       which keeps a dominant expert's copies from crowding out its home node's own experts.
+ *       Each plan goes through 3-4 under the rule, the lightest kept (measured at R 320 K 8 N 8
+ *       G 64 on the benchmark: layers within 1% of none from 662 to 695 of 696, none worse; the
+ *       first 5 ends were chosen there, the other 11 and the check add layers on other seeds'
+ *       workloads: with both, 2778 of 2784 layers of four seeds' 12 workloads each are within 1%
+ *       of none, 2764 without the check). With more extra replicas steps 1-4 on all devices under the rule (packing reserves the node slots
  *       the first replicas still need; swaps keep a first replica on its node).
  *     none: groups and nodes ignored.
  *     auto (default): strict when N > 1 and K % N == 0, else none.
