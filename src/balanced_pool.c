@@ -903,6 +903,18 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
         keep_if_lighter(&s, slot_expert, &best);
     }
   }
+  /* A tiny pool (Mixtral's 8 experts on a few devices) with 3 slots or more per device (two
+   * slots have their exact counts above): the exact optimum, searched below the best plan so
+   * far. */
+  if (!rc && best > stop && !pl->home && s.S > 2 && s.n <= EPLB__TINY_MAX_EXPERTS &&
+      s.P <= EPLB__TINY_MAX_SLOTS) {
+    double m = 0;
+    rc = eplb__tiny_exact(pl->w, s.n, s.G, s.S, best, slot_expert, &m);
+    if (rc == 1) {
+      best = m;
+      rc = 0;
+    }
+  }
 done:
   if (!rc)
     *max_load = best;

@@ -143,6 +143,19 @@ int eplb__pair_counts_exact(const double *w, int32_t n, int32_t G, int32_t keep,
 int eplb__pair_lns(const double *w, int32_t n, int32_t G, int32_t *cnt, int32_t steps,
                    double stop, uint32_t start, double deadline);
 
+/* ---- the exact optimum of a tiny pool (balanced_tiny.c) ---- */
+
+/* Searches every replica count and placement (up to interchangeable empty devices) of n experts
+ * on G devices of S slots, no expert twice on a device, for the plan with the lightest busiest
+ * device below `upper`, by branch and bound (branches capped, so on large pools it may stop
+ * early). Exponential: for tiny pools (EPLB__TINY_MAX_EXPERTS, EPLB__TINY_MAX_SLOTS). Writes a
+ * plan found to slot_expert[G*S] and its busiest load to *max_load. Deterministic. @return 1
+ * when a plan below upper was found, 0 when none was (outputs untouched), EPLB_ENOMEM. */
+int eplb__tiny_exact(const double *w, int32_t n, int32_t G, int32_t S, double upper,
+                     int32_t *slot_expert, double *max_load);
+#define EPLB__TINY_MAX_EXPERTS 8
+#define EPLB__TINY_MAX_SLOTS 16
+
 /* ---- two-slot counts that meet a target (balanced_pairs.c) ---- */
 
 /* Searches replica counts cnt[n] (each 1..G, summing to 2G) for G devices of two slots whose
