@@ -3,7 +3,8 @@
  * search over set partitions of the groups (K <= EXACT_MAX_GROUPS) that minimises the largest
  * node lower bound, or largest-first packing of equal blocks beyond that. Soft with few extra
  * replicas then splits the layer over the nodes (balanced_soft.c) and polishes; a layer still
- * far above the bound is also built target first under the rule (balanced_soft_target.c). */
+ * far above the bound is also built target first under the rule (balanced_soft_target.c), and
+ * one still far above annealed at node level (balanced_soft_anneal.c). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,7 +320,9 @@ static int soft_pool(const double *w, const eplb_params *pr, int32_t E, eplb__po
  * still SOFT_FALLBACK_FROM above it is planned by soft_pool too, and while the lightest plan so
  * far stays that far above, by the target-driven construction under the rule
  * (eplb__soft_target_solve, up to SOFT_TARGET_TRIES upper ends of its search, then the same ends
- * with its check of what nodes owe), each plan polished the same way; the lightest plan wins. Otherwise, or when no split fits, soft_pool. */
+ * with its check of what nodes owe), each plan polished the same way; the lightest plan wins,
+ * and one still SOFT_FALLBACK_FROM above the bound is annealed at node level
+ * (eplb__soft_anneal) and polished again. Otherwise, or when no split fits, soft_pool. */
 static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__pool *pl,
                      const work *wk, int32_t *row) {
   int32_t G = pr->num_gpus, N = pr->num_nodes, R = pr->num_replicas;
@@ -395,7 +398,22 @@ static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__po
       best = m;
     }
   }
-  return 0;
+  if (best <= lb * (1 + SOFT_FALLBACK_FROM))
+    return 0;
+  /* Still far above: the nodes' contents annealed from the lightest plan, then polished. */
+  memcpy(wk->alt, row, (size_t)R * sizeof *row);
+  rc = eplb__soft_anneal(w, E, wk->home, N, G / N, R / G, lb * (1 + SOFT_FALLBACK_FROM), wk->alt,
+                         &m);
+  if (rc || m >= best)
+    return rc;
+  memcpy(row, wk->alt, (size_t)R * sizeof *row);
+  best = m;
+  pl->init_plan = wk->alt;
+  pl->target = goal;
+  rc = eplb__pool_solve(pl, wk->slots, &m);
+  if (!rc && m < best)
+    memcpy(row, wk->slots, (size_t)R * sizeof *row);
+  return rc;
 }
 
 /* Plans one layer with the given locality. */
