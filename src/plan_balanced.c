@@ -51,6 +51,9 @@
 static const double SOFT_TARGET_HI[SOFT_TARGET_TRIES] = {
     0.011, 0.0125, 0.015, 0.03, 0.05, 0.0105, 0.012, 0.0135,
     0.02,  0.04,   0.0115, 0.014, 0.0175, 0.025, 0.07, 0.1};
+/* Soft: the node-level annealing runs with at most this many slots per device (its packings
+ * grow with the square of the slots; measured at 5). */
+#define SOFT_ANNEAL_MAX_SLOTS 8
 /* Strict: a node's search stops within this share of the heaviest node's bound. */
 #define STRICT_TOL 5e-4
 /* Count-descent moves per pool with up to 16 slots per device (deterministic caps); two slots
@@ -321,8 +324,8 @@ static int soft_pool(const double *w, const eplb_params *pr, int32_t E, eplb__po
  * far stays that far above, by the target-driven construction under the rule
  * (eplb__soft_target_solve, up to SOFT_TARGET_TRIES upper ends of its search, then the same ends
  * with its check of what nodes owe), each plan polished the same way; the lightest plan wins,
- * and one still SOFT_FALLBACK_FROM above the bound is annealed at node level
- * (eplb__soft_anneal) and polished again. Otherwise, or when no split fits, soft_pool. */
+ * and one still SOFT_FALLBACK_FROM above the bound (up to SOFT_ANNEAL_MAX_SLOTS slots per device,
+ * the deadline not passed) is annealed at node level (eplb__soft_anneal) and polished again. Otherwise, or when no split fits, soft_pool. */
 static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__pool *pl,
                      const work *wk, int32_t *row) {
   int32_t G = pr->num_gpus, N = pr->num_nodes, R = pr->num_replicas;
@@ -398,7 +401,8 @@ static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__po
       best = m;
     }
   }
-  if (best <= lb * (1 + SOFT_FALLBACK_FROM))
+  if (best <= lb * (1 + SOFT_FALLBACK_FROM) || R / G > SOFT_ANNEAL_MAX_SLOTS ||
+      (pl->deadline > 0 && eplb__now() > pl->deadline))
     return 0;
   /* Still far above: the nodes' contents annealed from the lightest plan, then polished. */
   memcpy(wk->alt, row, (size_t)R * sizeof *row);

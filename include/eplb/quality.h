@@ -126,8 +126,8 @@
  *       G 64 on the benchmark: layers within 1% of none from 662 to 695 of 696, none worse; the
  *       first 5 ends were chosen there, the other 11 and the check add layers on other seeds'
  *       workloads: with both, 2778 of 2784 layers of four seeds' 12 workloads each are within 1%
- *       of none, 2764 without the check). A layer still over 1% above the bound is then annealed at
- *       node level from the lightest plan: the state is each node's copies of every expert and the
+ *       of none, 2764 without the check). A layer still over 1% above the bound (up to 8 slots per
+ *       device, a time budget not spent) is then annealed at node level from the lightest plan: the state is each node's copies of every expert and the
  *       counts; a move trades a free copy (not an expert's first replica) between two nodes (half
  *       of them from the node with the busiest device), or (3 in 10) on a node lets a free copy of
  *       an expert with two or more replicas give way to a new replica of another; every node it
