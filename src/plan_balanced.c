@@ -3,7 +3,8 @@
  * search over set partitions of the groups (K <= EXACT_MAX_GROUPS) that minimises the largest
  * node lower bound, or largest-first packing of equal blocks beyond that. Soft with few extra
  * replicas then splits the layer over the nodes (balanced_soft.c) and polishes; a layer still
- * far above the bound is also built target first under the rule (balanced_soft_target.c). */
+ * far above the bound is also built target first under the rule (balanced_soft_target.c), and
+ * one still far above annealed at node level (balanced_soft_anneal.c). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,9 @@
 static const double SOFT_TARGET_HI[SOFT_TARGET_TRIES] = {
     0.011, 0.0125, 0.015, 0.03, 0.05, 0.0105, 0.012, 0.0135,
     0.02,  0.04,   0.0115, 0.014, 0.0175, 0.025, 0.07, 0.1};
+/* Soft: the node-level annealing runs with at most this many slots per device (its packings
+ * grow with the square of the slots; measured at 5). */
+#define SOFT_ANNEAL_MAX_SLOTS 8
 /* Strict: a node's search stops within this share of the heaviest node's bound. */
 #define STRICT_TOL 5e-4
 /* Count-descent moves per pool with up to 16 slots per device (deterministic caps); two slots
@@ -319,7 +323,9 @@ static int soft_pool(const double *w, const eplb_params *pr, int32_t E, eplb__po
  * still SOFT_FALLBACK_FROM above it is planned by soft_pool too, and while the lightest plan so
  * far stays that far above, by the target-driven construction under the rule
  * (eplb__soft_target_solve, up to SOFT_TARGET_TRIES upper ends of its search, then the same ends
- * with its check of what nodes owe), each plan polished the same way; the lightest plan wins. Otherwise, or when no split fits, soft_pool. */
+ * with its check of what nodes owe), each plan polished the same way; the lightest plan wins,
+ * and one still SOFT_FALLBACK_FROM above the bound (up to SOFT_ANNEAL_MAX_SLOTS slots per device,
+ * the deadline not passed) is annealed at node level (eplb__soft_anneal) and polished again. Otherwise, or when no split fits, soft_pool. */
 static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__pool *pl,
                      const work *wk, int32_t *row) {
   int32_t G = pr->num_gpus, N = pr->num_nodes, R = pr->num_replicas;
@@ -395,7 +401,23 @@ static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__po
       best = m;
     }
   }
-  return 0;
+  if (best <= lb * (1 + SOFT_FALLBACK_FROM) || R / G > SOFT_ANNEAL_MAX_SLOTS ||
+      (pl->deadline > 0 && eplb__now() > pl->deadline))
+    return 0;
+  /* Still far above: the nodes' contents annealed from the lightest plan, then polished. */
+  memcpy(wk->alt, row, (size_t)R * sizeof *row);
+  rc = eplb__soft_anneal(w, E, wk->home, N, G / N, R / G, lb * (1 + SOFT_FALLBACK_FROM), wk->alt,
+                         &m);
+  if (rc || m >= best)
+    return rc;
+  memcpy(row, wk->alt, (size_t)R * sizeof *row);
+  best = m;
+  pl->init_plan = wk->alt;
+  pl->target = goal;
+  rc = eplb__pool_solve(pl, wk->slots, &m);
+  if (!rc && m < best)
+    memcpy(row, wk->slots, (size_t)R * sizeof *row);
+  return rc;
 }
 
 /* Plans one layer with the given locality. */
