@@ -26,6 +26,8 @@
  * layers the other soft steps leave over 1% above none: the four it brings within 1% took 62-1,748
  * packings; the three it does not, 0.2 ms a packing, kept the full cap of 20,000). */
 #define ANNEAL_PACKS 12000
+/* With a deadline, the clock is read once per this many moves. */
+#define ANNEAL_CLOCK_EVERY 256
 #define ANNEAL_STALL 3000
 /* Starting temperature, in squared shares of the target (an excess of 0.07% of the target costs
  * about one temperature). */
@@ -391,7 +393,7 @@ static double row_busiest(const double *w, const int32_t *row, int32_t R, int32_
 }
 
 int eplb__soft_anneal(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
-                      int32_t S, double goal, int32_t *row, double *max_load) {
+                      int32_t S, double goal, double deadline, int32_t *row, double *max_load) {
   int32_t P = Gn * S, R = N * P;
   anneal a = {.w = w, .home = home, .E = E, .N = N, .Gn = Gn, .S = S};
   a.cnt = eplb__calloc((size_t)E, sizeof *a.cnt);
@@ -429,6 +431,8 @@ int eplb__soft_anneal(const double *w, int32_t E, const int32_t *home, int32_t N
   for (int32_t it = 0; it < ANNEAL_ITERS && a.packs < ANNEAL_PACKS &&
                       a.packs - last < ANNEAL_STALL && best > goal;
        it++) {
+    if (deadline > 0 && it % ANNEAL_CLOCK_EVERY == 0 && eplb__now() > deadline)
+      break;
     double temp = ANNEAL_TEMP * (1 - (double)it / ANNEAL_ITERS);
     anneal_move(&a, &st, temp, target, pm, nv);
     double mx = 0;

@@ -2,9 +2,9 @@
  * Mixtral's 8, on a few devices) by branch and bound. Experts go heaviest first; for each, every
  * replica count, and for each count every set of that many distinct devices with a free slot
  * and room under the best plan so far (two devices with the same load and used slots are
- * interchangeable for the experts still to come, so only the first of them is tried). A branch
- * ends once a device would reach the best. Deterministic; a cap on the branches bounds the time (the best plan found by then is
- * kept). */
+ * interchangeable for the experts still to come, so only the first of them is tried), counts
+ * from the most replicas down. A branch ends once a device would reach the best. Deterministic;
+ * a cap on the branches bounds the time (the best plan found by then is kept). */
 #include <stdlib.h>
 #include <string.h>
 

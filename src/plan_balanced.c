@@ -325,7 +325,8 @@ static int soft_pool(const double *w, const eplb_params *pr, int32_t E, eplb__po
  * (eplb__soft_target_solve, up to SOFT_TARGET_TRIES upper ends of its search, then the same ends
  * with its check of what nodes owe), each plan polished the same way; the lightest plan wins,
  * and one still SOFT_FALLBACK_FROM above the bound (up to SOFT_ANNEAL_MAX_SLOTS slots per device,
- * the deadline not passed) is annealed at node level (eplb__soft_anneal) and polished again. Otherwise, or when no split fits, soft_pool. */
+ * until the deadline) is annealed at node level (eplb__soft_anneal) and polished again.
+ * Otherwise, or when no split fits, soft_pool. */
 static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__pool *pl,
                      const work *wk, int32_t *row) {
   int32_t G = pr->num_gpus, N = pr->num_nodes, R = pr->num_replicas;
@@ -406,8 +407,8 @@ static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__po
     return 0;
   /* Still far above: the nodes' contents annealed from the lightest plan, then polished. */
   memcpy(wk->alt, row, (size_t)R * sizeof *row);
-  rc = eplb__soft_anneal(w, E, wk->home, N, G / N, R / G, lb * (1 + SOFT_FALLBACK_FROM), wk->alt,
-                         &m);
+  rc = eplb__soft_anneal(w, E, wk->home, N, G / N, R / G, lb * (1 + SOFT_FALLBACK_FROM),
+                         pl->deadline, wk->alt, &m);
   if (rc || m >= best)
     return rc;
   memcpy(row, wk->alt, (size_t)R * sizeof *row);

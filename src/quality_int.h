@@ -109,11 +109,12 @@ int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int
  * count moves on a node (a free copy of an expert with two or more replicas gives way to a new
  * replica of another), each node touched packed alone (largest first, then exchanges of one or
  * two replicas between its devices), the cost being the nodes' squared excess over just under
- * `goal`; stops once the busiest device is at most goal, or at a fixed cap of moves and
- * packings. Replaces row by the annealed plan only when its busiest device is lighter; *max_load
- * gets the busiest device's load of row as returned. Deterministic. @return 0 or EPLB_ENOMEM. */
+ * `goal`; stops once the busiest device is at most goal, at a fixed cap of moves and packings,
+ * or once eplb__now() passes `deadline` (0: never; read every 256 moves). Replaces row by the
+ * annealed plan only when its busiest device is lighter; *max_load gets the busiest device's
+ * load of row as returned. Deterministic. @return 0 or EPLB_ENOMEM. */
 int eplb__soft_anneal(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
-                      int32_t S, double goal, int32_t *row, double *max_load);
+                      int32_t S, double goal, double deadline, int32_t *row, double *max_load);
 
 /* ---- balanced policy (plan_balanced.c) ---- */
 

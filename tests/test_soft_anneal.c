@@ -84,8 +84,8 @@ static void annealed_plans_keep_the_rule_and_are_no_heavier(void **state) {
     memcpy(row, start, (size_t)P * sizeof *row);
     memcpy(again, start, (size_t)P * sizeof *again);
     /* A goal at the bound: most layers run to the cap. */
-    assert_int_equal(eplb__soft_anneal(w, E, home, N, Gn, S, lb, row, &m1), 0);
-    assert_int_equal(eplb__soft_anneal(w, E, home, N, Gn, S, lb, again, &m2), 0);
+    assert_int_equal(eplb__soft_anneal(w, E, home, N, Gn, S, lb, 0, row, &m1), 0);
+    assert_int_equal(eplb__soft_anneal(w, E, home, N, Gn, S, lb, 0, again, &m2), 0);
     assert_soft_plan(row, E, home, N, Gn, S, NULL);
     assert_true(fabs(m1 - busiest(w, E, row, P, S)) <= 1e-9 * m1);
     assert_true(m1 <= before * (1 + 1e-12));

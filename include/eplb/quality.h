@@ -134,9 +134,10 @@
  *       first 5 ends were chosen there, the other 11 and the check add layers on other seeds'
  *       workloads: with both, 2778 of 2784 layers of four seeds' 12 workloads each are within 1%
  *       of none, 2764 without the check). A layer still over 1% above the bound (up to 8 slots per
- *       device, a time budget not spent) is then annealed at node level from the lightest plan: the state is each node's copies of every expert and the
- *       counts; a move trades a free copy (not an expert's first replica) between two nodes (half
- *       of them from the node with the busiest device), or (3 in 10) on a node lets a free copy of
+ *       device, within a time budget) is then annealed at node level from the lightest plan: the
+ *       state is each node's copies of every expert and the counts; a move trades a free copy
+ *       (not an expert's first replica) between two nodes (half of them from the node with the
+ *       busiest device), or (3 in 10) on a node lets a free copy of
  *       an expert with two or more replicas give way to a new replica of another; every node it
  *       touches is packed alone (largest first to the lightest device lacking the expert, then
  *       up to 8 passes over all device pairs with the exchange of one replica for one or two for
@@ -149,13 +150,14 @@
  *       seed); the result goes through 3-4 under the rule and is kept when lighter (measured at R
  *       320 over four seeds' 12 workloads: layers within 1% of none 2778 -> 2781 of 2784; the
  *       benchmark's dominant-expert layer 1.0141 -> 1.0092 of none, its soft time 185 -> 228
- *       ms/plan; a layer it cannot bring there costs 0.3-2.6 s). With more extra replicas
- *       steps 1-4 on all devices under the rule (packing reserves the node slots
- *       the first replicas still need; swaps keep a first replica on its node).
+ *       ms/plan; a layer it cannot bring there costs 0.3-2.6 s, which time_budget_ms caps). With
+ *       more extra replicas steps 1-4 on all devices under the rule (packing reserves the node
+ *       slots the first replicas still need; swaps keep a first replica on its node).
  *     none: groups and nodes ignored.
  *     auto (default): strict when N > 1 and K % N == 0, else none.
  *   Determinism: with time_budget_ms <= 0 the result depends on the input only. With a budget,
- *   count rounds (step 4) stop once the whole plan has run that long, a safety stop only: every
+ *   count rounds (step 4), the two-slot searches and soft's node-level annealing stop once the
+ *   plan has used its share of the budget, a safety stop only: every
  *   layer still gets steps 1-3, but a slow machine may then return a different (valid) plan.
  *
  * The lower bound LB of one layer, R slots on G devices
