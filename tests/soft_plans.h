@@ -1,6 +1,7 @@
-/* soft_plans.h - a seeded uniform draw, an independent recount of a plan's busiest device and a
- * check of soft's first-replica rule, shared by the tests of soft's split and target construction. Define SOFT_PLANS_SEED, then
- * include after cmocka.h and eplb_rand.h. */
+/* soft_plans.h - seeded uniform and normal draws, an independent recount of a plan's busiest
+ * device and a check of soft's first-replica rule, shared by the tests of soft's split, target
+ * construction and annealing. Define SOFT_PLANS_SEED, then include after cmocka.h, math.h and
+ * eplb_rand.h. */
 #ifndef EPLB_TESTS_SOFT_PLANS_H
 #define EPLB_TESTS_SOFT_PLANS_H
 
@@ -9,6 +10,12 @@ static uint64_t rng_state = SOFT_PLANS_SEED;
 /* A uniform number in (0, 1). */
 static double uniform(void) {
   return ((double)(eplb__splitmix64(&rng_state) >> 11) + 0.5) / 9007199254740992.0;
+}
+
+/* A standard normal number (Box-Muller from two uniform draws, the first for the radius). */
+static double gauss(void) {
+  double r = sqrt(-2 * log(uniform()));
+  return r * cos(6.283185307179586 * uniform());
 }
 
 /* The busiest device of row (P slots, S per device), each replica carrying w / its count. */

@@ -62,7 +62,7 @@ static void annealed_plans_keep_the_rule_and_are_no_heavier(void **state) {
     assert_true(w && home && row && start && again);
     double sigma = 0.5 + 1.5 * uniform();
     for (int32_t e = 0; e < E; e++) {
-      double z = sqrt(-2 * log(uniform())) * cos(6.283185307179586 * uniform());
+      double z = gauss();
       w[e] = floor(1000 * exp(sigma * z)) + 1;
       home[e] = e / per;
     }

@@ -39,7 +39,7 @@ static void split_keeps_counts_devices_and_the_first_replica_rule(void **state) 
     assert_true(w && home && cnt && row);
     double sigma = 0.5 + 1.5 * uniform();
     for (int32_t e = 0; e < E; e++) {
-      double z = sqrt(-2 * log(uniform())) * cos(6.283185307179586 * uniform());
+      double z = gauss();
       w[e] = floor(1000 * exp(sigma * z));
       home[e] = (int32_t)((int64_t)e * N / E); /* contiguous groups of experts per node */
     }
@@ -165,7 +165,7 @@ static void node_search_evens_the_nodes_of_wide_layers(void **state) {
   int32_t home[WIDE_E], cnt[WIDE_E], even = 0, even_fixed = 0;
   for (int layer = 0; layer < WIDE_LAYERS; layer++) {
     for (int32_t e = 0; e < WIDE_E; e++) {
-      double z = sqrt(-2 * log(uniform())) * cos(6.283185307179586 * uniform());
+      double z = gauss();
       w[e] = floor(4096 * exp(0.7 * z - 0.245));
       home[e] = e / (WIDE_E / WIDE_N);
     }

@@ -44,7 +44,7 @@ static void plans_keep_the_rule_and_report_their_busiest_device(void **state) {
     assert_true(w && home && row && again);
     double sigma = 0.5 + 1.5 * uniform();
     for (int32_t e = 0; e < E; e++) {
-      double z = sqrt(-2 * log(uniform())) * cos(6.283185307179586 * uniform());
+      double z = gauss();
       w[e] = floor(1000 * exp(sigma * z)) + 1;
       home[e] = e / per;
     }
