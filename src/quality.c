@@ -8,21 +8,21 @@
 
 /* ---- min-max greedy ---- */
 
-/* Whether expert a's share outranks b's in the greedy's heap: larger share, then lower index. */
-static int share_above(const double *w, const int32_t *d, int32_t a, int32_t b) {
-  double sa = w[a] / (double)d[a], sb = w[b] / (double)d[b];
-  if (sa != sb)
-    return sa > sb;
+/* Whether expert a's share sh[a] outranks b's in the greedy's heap: larger share, then lower
+ * index. */
+static int share_above(const double *sh, int32_t a, int32_t b) {
+  if (sh[a] != sh[b])
+    return sh[a] > sh[b];
   return a < b;
 }
 
 /* Restores the heap order below position i. */
-static void sift_down(int32_t *heap, int32_t len, int32_t i, const double *w, const int32_t *d) {
+static void sift_down(int32_t *heap, int32_t len, int32_t i, const double *sh) {
   for (;;) {
     int32_t l = 2 * i + 1, r = l + 1, top = i;
-    if (l < len && share_above(w, d, heap[l], heap[top]))
+    if (l < len && share_above(sh, heap[l], heap[top]))
       top = l;
-    if (r < len && share_above(w, d, heap[r], heap[top]))
+    if (r < len && share_above(sh, heap[r], heap[top]))
       top = r;
     if (top == i)
       return;
@@ -33,39 +33,45 @@ static void sift_down(int32_t *heap, int32_t len, int32_t i, const double *w, co
   }
 }
 
-/* The exact min-max greedy of the lower bound, on a heap of shares (see quality_int.h). */
+/* The exact min-max greedy of the lower bound, on a heap of shares (see quality_int.h). The
+ * shares w[e] / d[e] are kept beside the counts, so the heap compares without dividing. */
 double eplb__min_max_share(const double *w, int32_t n, int32_t slots, int32_t cap, int32_t *cnt) {
   int32_t *d = cnt ? cnt : eplb__calloc((size_t)n, sizeof *d);
   int32_t *heap = eplb__calloc((size_t)n, sizeof *heap);
-  if (!d || !heap) {
+  double *sh = eplb__calloc((size_t)n, sizeof *sh);
+  if (!d || !heap || !sh) {
     if (!cnt)
       free(d);
     free(heap);
+    free(sh);
     return NAN;
   }
   for (int32_t e = 0; e < n; e++) {
     d[e] = 1;
     heap[e] = e;
+    sh[e] = w[e];
   }
   int32_t len = n;
   for (int32_t i = n / 2 - 1; i >= 0; i--)
-    sift_down(heap, len, i, w, d);
+    sift_down(heap, len, i, sh);
   for (int64_t extra = (int64_t)slots - n; extra > 0 && len > 0;) {
     int32_t e = heap[0];
     if (d[e] >= cap) {
       heap[0] = heap[--len];
-      sift_down(heap, len, 0, w, d);
+      sift_down(heap, len, 0, sh);
       continue;
     }
     d[e]++;
+    sh[e] = w[e] / (double)d[e];
     extra--;
-    sift_down(heap, len, 0, w, d);
+    sift_down(heap, len, 0, sh);
   }
   double m = 0;
   for (int32_t e = 0; e < n; e++)
-    if (w[e] / (double)d[e] > m)
-      m = w[e] / (double)d[e];
+    if (sh[e] > m)
+      m = sh[e];
   free(heap);
+  free(sh);
   if (!cnt)
     free(d);
   return m;
