@@ -49,20 +49,6 @@
 /* Least relative gain of an exchange. */
 #define PACK_MIN_GAIN 1e-9
 
-/* One replica to pack: its expert and size. */
-typedef struct aitem {
-  double v;
-  int32_t e;
-} aitem;
-
-/* Orders replicas largest first, then by expert. */
-static int aitem_cmp(const void *pa, const void *pb) {
-  const aitem *a = pa, *b = pb;
-  if (a->v != b->v)
-    return a->v > b->v ? -1 : 1;
-  return a->e - b->e;
-}
-
 /* The annealing state and the scratch of one node packing. */
 typedef struct anneal {
   const double *w;      /* [E] expert loads */
@@ -70,7 +56,7 @@ typedef struct anneal {
   int32_t E, N, Gn, S;  /* experts, nodes, devices per node, slots per device */
   int32_t *cnt;         /* [E] replica counts */
   int32_t *cp;          /* [E*N] copies of expert e on node n */
-  aitem *items;         /* [Gn*S] packing: the node's replicas */
+  eplb__keyed *items;   /* [Gn*S] packing: the node's replicas (size, expert) */
   int32_t *sl;          /* [Gn*S] packing: expert per slot */
   int32_t *fill;        /* [Gn] packing: used slots */
   double *dl;           /* [Gn] packing: device loads */
@@ -170,8 +156,8 @@ static double pack_node(anneal *a, int32_t n, int32_t *out) {
   a->packs++;
   for (int32_t e = 0; e < a->E; e++)
     for (int32_t k = a->cp[(size_t)e * N + n]; k > 0; k--)
-      a->items[m++] = (aitem){rsize(a, e), e};
-  qsort(a->items, (size_t)m, sizeof *a->items, aitem_cmp);
+      a->items[m++] = (eplb__keyed){rsize(a, e), e};
+  qsort(a->items, (size_t)m, sizeof *a->items, eplb__keyed_cmp);
   for (int32_t d = 0; d < Gn; d++) {
     a->fill[d] = 0;
     a->dl[d] = 0;
@@ -184,7 +170,7 @@ static double pack_node(anneal *a, int32_t n, int32_t *out) {
         best = d;
     if (best >= 0) {
       a->sl[best * S + a->fill[best]++] = e;
-      a->dl[best] += a->items[i].v;
+      a->dl[best] += a->items[i].w;
       continue;
     }
     int32_t r = -1;
@@ -201,7 +187,7 @@ static double pack_node(anneal *a, int32_t n, int32_t *out) {
           continue;
         a->sl[r * S + a->fill[r]++] = z;
         a->dl[r] += rsize(a, z);
-        a->dl[d] += a->items[i].v - rsize(a, z);
+        a->dl[d] += a->items[i].w - rsize(a, z);
         a->sl[d * S + k] = e;
         done = 1;
       }

@@ -36,6 +36,16 @@ void *eplb__calloc(size_t n, size_t size);
 /* malloc(n * size) with the same overflow check. */
 EPLB__INTERNAL void *eplb__mallocn(size_t n, size_t size);
 
+/* An expert and a load, for sorting (the comparison reads the load from the item itself, so no
+ * static context is needed). */
+typedef struct eplb__keyed {
+  double w;
+  int32_t e;
+} eplb__keyed;
+
+/* qsort comparison of eplb__keyed: larger load first, then lower expert. */
+EPLB__INTERNAL int eplb__keyed_cmp(const void *pa, const void *pb);
+
 /* Fills order[n] with the experts 0..n-1 by load w, heaviest first, then lower index.
  * @return 0 or EPLB_ENOMEM. */
 EPLB__INTERNAL int eplb__order_heaviest(const double *w, int32_t n, int32_t *order);

@@ -22,28 +22,20 @@ void *eplb__calloc(size_t n, size_t size) {
   return calloc(n, size);
 }
 
-/* An expert and its load, for sorting (the comparison reads the load from the item itself, so
- * no static context is needed). */
-typedef struct keyed {
-  double w;
-  int32_t e;
-} keyed;
-
-/* Larger load first, then lower index. */
-static int keyed_cmp(const void *pa, const void *pb) {
-  const keyed *a = pa, *b = pb;
+int eplb__keyed_cmp(const void *pa, const void *pb) {
+  const eplb__keyed *a = pa, *b = pb;
   if (a->w != b->w)
     return a->w > b->w ? -1 : 1;
   return (a->e > b->e) - (a->e < b->e);
 }
 
 int eplb__order_heaviest(const double *w, int32_t n, int32_t *order) {
-  keyed *keys = eplb__calloc((size_t)n, sizeof *keys);
+  eplb__keyed *keys = eplb__calloc((size_t)n, sizeof *keys);
   if (!keys)
     return eplb__err(EPLB_ENOMEM, "out of memory");
   for (int32_t e = 0; e < n; e++)
-    keys[e] = (keyed){w[e], e};
-  qsort(keys, (size_t)n, sizeof *keys, keyed_cmp);
+    keys[e] = (eplb__keyed){w[e], e};
+  qsort(keys, (size_t)n, sizeof *keys, eplb__keyed_cmp);
   for (int32_t e = 0; e < n; e++)
     order[e] = keys[e].e;
   free(keys);
