@@ -13,7 +13,8 @@
  * marks one slot of every cycle of slots that wait for each other (choosing, in each cycle, the
  * slot of the rank with the fewest staged so far in the layer, then the lowest slot), then,
  * bottom up, each slot whose wait would exceed EPLB__STAGE_MAX_WAIT. All zero when the slot
- * counts differ (no move in place). Deterministic. @return 0 or EPLB_ENOMEM. */
+ * counts differ (no move in place). Also fills plan->step (allocated here, [L * to_slots]) with
+ * the round each slot can be written in. Deterministic. @return 0 or EPLB_ENOMEM. */
 int eplb__transfer_stage(eplb_transfer *plan);
 
 #endif /* EPLB_MOVE_INT_H */

@@ -97,9 +97,10 @@ static void bound_waits(stager *g, const eplb_xfer *x, uint8_t *staged) {
 
 /* ---- the plan ---- */
 
-/* Marks the staged slots of one layer. */
-static void stage_layer(stager *g, const eplb_xfer *x, uint8_t *staged) {
+/* Marks the staged slots of one layer and records the round each slot can be written in. */
+static void stage_layer(stager *g, const eplb_xfer *x, uint8_t *staged, int32_t *step) {
   memset(g->cnt, 0, (size_t)g->G * sizeof *g->cnt);
+  memset(g->post, 0, (size_t)g->R * sizeof *g->post);
   for (int32_t u = 0; u < g->R; u++) {
     g->head[u] = -1;
     g->par[u] = x[u].kind == EPLB_XFER_RECV || x[u].kind == EPLB_XFER_LOCAL ? x[u].src_slot : -1;
@@ -109,6 +110,8 @@ static void stage_layer(stager *g, const eplb_xfer *x, uint8_t *staged) {
       g->sib[u] = g->head[g->par[u]], g->head[g->par[u]] = u;
   break_cycles(g, staged);
   bound_waits(g, x, staged);
+  for (int32_t u = 0; u < g->R; u++)
+    step[u] = g->par[u] >= 0 ? g->post[u] : 0;
 }
 
 /* Allocates the marks and the scratch, then marks every layer. */
@@ -116,7 +119,8 @@ int eplb__transfer_stage(eplb_transfer *plan) {
   int32_t R = plan->to_slots, G = plan->num_gpus;
   size_t n = (size_t)plan->num_layers * (size_t)R;
   plan->staged = eplb__calloc(n, 1);
-  if (!plan->staged)
+  plan->step = eplb__calloc(n, sizeof *plan->step);
+  if (!plan->staged || !plan->step)
     return eplb__err(EPLB_ENOMEM, "transfer plan: out of memory");
   if (plan->from_slots != plan->to_slots)
     return 0;
@@ -128,7 +132,8 @@ int eplb__transfer_stage(eplb_transfer *plan) {
   g.cnt = eplb__mallocn((size_t)G, sizeof *g.cnt);
   if (!fail && g.cnt)
     for (int32_t l = 0; l < plan->num_layers; l++)
-      stage_layer(&g, plan->xfers + (size_t)l * R, plan->staged + (size_t)l * R);
+      stage_layer(&g, plan->xfers + (size_t)l * R, plan->staged + (size_t)l * R,
+                  plan->step + (size_t)l * R);
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
     free(*bufs[i]);
   free(g.cnt);

@@ -36,6 +36,7 @@ void eplb_transfer_free(eplb_transfer *plan) {
   free(plan->xfers);
   free(plan->needed);
   free(plan->staged);
+  free(plan->step);
   free(plan);
 }
 

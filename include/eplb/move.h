@@ -115,6 +115,15 @@ typedef struct eplb_transfer {
                                 content to the staging area first (see
                                 eplb_transfer_staging_slots); all 0 when the slot counts differ */
   eplb_transfer_stats stats;
+  int32_t *step;             /* [L * to_slots]: moving in place, the round (0..3) in which the
+                                slot's receive or local copy can be posted: 0 when none of its
+                                old content must be read first, or when it is staged; else the
+                                round after its last send completed or the round of its last
+                                local copy. An executor that runs a layer's rounds in turn, each
+                                rank posting a round's sends (in the round of their destination
+                                slot) and receives together and waiting for them, matches every
+                                message within its round (as eplb.torch.migrate does). All 0 when
+                                the slot counts differ (out of place: one round) */
 } eplb_transfer;
 
 /* Fills `opts` with the defaults (one node, align on, relabel off). */
