@@ -10,7 +10,8 @@ ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES = build-essential cmake pkg-config jq libxml2-utils \
-               libjansson-dev libyaml-dev libcmocka-dev libopenmpi-dev openmpi-bin
+               libjansson-dev libyaml-dev libcmocka-dev libopenmpi-dev openmpi-bin \
+               python3-dev python3-numpy python3-torch python3-pytest
 # And what only the benchmarks need: bench_collect's baseline runs upstream's Python code in an
 # embedded CPython with numpy, bench_pair_optimum.sh runs CBC (the tests never need these).
 BENCH_DEB_PACKAGES = libpython3-dev python3-numpy coinor-cbc

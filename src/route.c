@@ -57,6 +57,36 @@ int eplb_route_nodes(const eplb_placement *p, int32_t layer, const int32_t *logi
   return 0;
 }
 
+/* Lists, for every expert of one layer, the replicas eplb_route_nodes() picks among (contract in
+ * eplb/move.h): all of them round robin, the preferred ones with PREFER_LOCAL. */
+int eplb_route_table(const eplb_placement *p, int32_t layer, eplb_route_mode mode, int32_t rank,
+                     int32_t gpus_per_node, int32_t *slots, int32_t *counts) {
+  if (!slots || !counts)
+    return eplb__err(EPLB_EINVAL, "route table: NULL argument");
+  int32_t probe = 0, out;
+  int rc = eplb_route_nodes(p, layer, &probe, 0, &out, mode, rank, gpus_per_node);
+  if (rc != 0)
+    return rc;
+  int32_t E = p->num_experts, X = p->max_replicas, S = p->num_slots / p->num_gpus;
+  int32_t node = gpus_per_node > 0 ? gpus_per_node : p->num_gpus;
+  const int32_t *cnt = p->logcnt + (size_t)layer * E;
+  const int32_t *map = p->log2phy + (size_t)layer * E * X;
+  for (int32_t e = 0; e < E; e++) {
+    const int32_t *row = map + (size_t)e * X;
+    int32_t *dst = slots + (size_t)e * X, n = 0;
+    for (int32_t want = mode == EPLB_ROUTE_ROUND_ROBIN ? 2 : 0; want <= 2 && n == 0; want++)
+      for (int32_t k = 0; k < cnt[e]; k++) {
+        int32_t d = row[k] / S;
+        if (want == 2 || (want == 0 ? d == rank : d / node == rank / node))
+          dst[n++] = row[k];
+      }
+    counts[e] = n;
+    for (int32_t k = n; k < X; k++)
+      dst[k] = -1;
+  }
+  return 0;
+}
+
 /* Routes with all ranks on one node. */
 int eplb_route(const eplb_placement *p, int32_t layer, const int32_t *logical_ids, size_t n,
                int32_t *physical_slots, eplb_route_mode mode, int32_t rank) {

@@ -104,6 +104,40 @@ static void routing_is_deterministic(void **state) {
   eplb_placement_free(p);
 }
 
+/* eplb_route_table() is eplb_route_nodes() as a table: token i of expert e goes to
+ * slots[e*X + i % counts[e]], in both modes, from every rank, with and without nodes. */
+static void route_table_gives_the_slot_route_picks(void **state) {
+  (void)state;
+  int32_t *ids, slots[N_TOKENS];
+  eplb_placement *p = fixture(&ids, 5);
+  int32_t E = p->num_experts, X = p->max_replicas;
+  int32_t *table = malloc((size_t)E * X * sizeof *table), counts[16];
+  for (int mode = 0; mode < 2; mode++)
+    for (int32_t ppn = 0; ppn <= 2; ppn += 2)
+      for (int32_t l = 0; l < 2; l++)
+        for (int32_t rank = 0; rank < 4; rank++) {
+          assert_int_equal(eplb_route_table(p, l, (eplb_route_mode)mode, rank, ppn, table, counts),
+                           0);
+          assert_int_equal(eplb_route_nodes(p, l, ids, N_TOKENS, slots, (eplb_route_mode)mode,
+                                            rank, ppn),
+                           0);
+          for (int i = 0; i < N_TOKENS; i++) {
+            int32_t e = ids[i];
+            assert_in_range(counts[e], 1, X);
+            assert_int_equal(slots[i], table[e * X + i % counts[e]]);
+          }
+        }
+  assert_int_equal(eplb_route_table(p, 2, EPLB_ROUTE_ROUND_ROBIN, 0, 0, table, counts),
+                   EPLB_EINVAL);
+  assert_int_equal(eplb_route_table(p, 0, EPLB_ROUTE_ROUND_ROBIN, 0, 3, table, counts),
+                   EPLB_EINVAL);
+  assert_int_equal(eplb_route_table(p, 0, EPLB_ROUTE_ROUND_ROBIN, 0, 0, NULL, counts),
+                   EPLB_EINVAL);
+  free(table);
+  free(ids);
+  eplb_placement_free(p);
+}
+
 static void route_rejects_bad_arguments(void **state) {
   (void)state;
   int32_t *ids, slots[4];
@@ -127,6 +161,7 @@ int main(void) {
       cmocka_unit_test(round_robin_spreads_tokens_evenly_over_replicas),
       cmocka_unit_test(prefer_local_uses_the_callers_rank_then_its_node),
       cmocka_unit_test(routing_is_deterministic),
+      cmocka_unit_test(route_table_gives_the_slot_route_picks),
       cmocka_unit_test(route_rejects_bad_arguments),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -204,6 +204,17 @@ EPLB_API int eplb_route_nodes(const eplb_placement *p, int32_t layer, const int3
                               size_t n, int32_t *physical_slots, eplb_route_mode mode,
                               int32_t rank, int32_t gpus_per_node);
 
+/* The routing rule of eplb_route_nodes() as a table, for routing on a device with tensor ops:
+ * for every expert e of layer index `layer`, slots[e*X .. e*X+counts[e]-1] (X = p->max_replicas)
+ * are the replicas a token may go to in `mode` from `rank` (all of e's replicas for ROUND_ROBIN;
+ * those on rank, else on its node, else all for PREFER_LOCAL), ascending, -1 padded, so that
+ * eplb_route_nodes() sends token i of expert e to slots[e*X + i % counts[e]]. counts[e] is 0
+ * only for an expert without replica. slots holds E*X values, counts E.
+ * @return 0, or eplb_route_nodes()'s EPLB_EINVAL for the same bad arguments. */
+EPLB_API int eplb_route_table(const eplb_placement *p, int32_t layer, eplb_route_mode mode,
+                              int32_t rank, int32_t gpus_per_node, int32_t *slots,
+                              int32_t *counts);
+
 #ifdef __cplusplus
 }
 #endif

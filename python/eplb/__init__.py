@@ -36,7 +36,7 @@ __version__ = _eplb.version()
 
 __all__ = [
     "Loads", "Placement", "Transfer", "Collector", "plan", "report", "report_svg",
-    "lower_bound", "transfer_plan", "route", "load_config", "Error", "InvalidArgumentError",
+    "lower_bound", "transfer_plan", "route", "route_table", "load_config", "Error", "InvalidArgumentError",
     "OutOfMemoryError", "IOFailureError", "FormatError", "RangeError", "ParamError",
     "InvalidPlacementError", "CommError", "VerifyError", "NotSupportedError",
     "KEEP", "LOCAL", "RECV", "DUP", "WINDOW_ALL",
@@ -60,6 +60,11 @@ def _choice(what, value, table):
         raise InvalidArgumentError(f"{what}: {value!r} is not one of {names}") from None
 
 
+def _array(x):
+    """Lists and tuples as numpy arrays; arrays and tensors as they are (no copy)."""
+    return _np.asarray(x) if isinstance(x, (list, tuple)) else x
+
+
 def _view(array):
     """A numpy view of an _eplb.Array (read-only, sharing the library's memory)."""
     return _np.asarray(array)
@@ -77,7 +82,8 @@ class Loads:
     __slots__ = ("_h",)
 
     def __init__(self, values, layer_ids=None):
-        self._h = _eplb.loads_from_array(values, layer_ids)
+        self._h = _eplb.loads_from_array(_array(values),
+                                         None if layer_ids is None else _array(layer_ids))
 
     @classmethod
     def _wrap(cls, handle):
@@ -129,7 +135,8 @@ class Placement:
     __slots__ = ("_h",)
 
     def __init__(self, phy2log, num_gpus, num_experts=0, layer_ids=None, allow_duplicates=False):
-        self._h = _eplb.placement_from_array(phy2log, num_gpus, num_experts, layer_ids,
+        self._h = _eplb.placement_from_array(_array(phy2log), num_gpus, num_experts,
+                                             None if layer_ids is None else _array(layer_ids),
                                              allow_duplicates)
 
     @classmethod
@@ -213,10 +220,10 @@ def plan(loads, num_replicas, num_gpus, num_groups=1, num_nodes=1, policy="balan
 
 
 def report(loads, m, old=None, num_groups=1, num_nodes=1):
-    """The figures of ``eplb report`` as a dict: ``{"num_gpus", "num_slots", "layers": [...],
-    "overall": {...}}``, each line with layer_id, total, mean_load, max_load, lower_bound,
-    balancedness, max_over_lb, imbalance, duplicates, missing, moves (-1 without old) and
-    off_node_share."""
+    """The figures of ``eplb report --json`` as a dict, same keys: ``{"num_gpus",
+    "num_slots", "layers": [...], "overall": {...}}``, each line with total_load, mean_load,
+    max_load, lower_bound, balancedness, max_over_lb, imbalance, duplicates, missing, moves
+    (None without old) and off_node_share, and the layers' lines with layer_id."""
     return _eplb.report(loads._h, m._h, None if old is None else old._h, num_groups, num_nodes)
 
 
@@ -317,6 +324,14 @@ def route(m, layer, logical_ids, mode="round_robin", rank=0, gpus_per_node=0):
     out = _np.empty_like(ids)
     _eplb.route(m._h, layer, ids, out, _choice("mode", mode, _ROUTE_MODES), rank, gpus_per_node)
     return out
+
+
+def route_table(m, layer, mode="round_robin", rank=0, gpus_per_node=0):
+    """The routing rule as arrays (``eplb_route_table``): ``(slots [E, X], counts [E])``,
+    int32, such that ``route`` sends token i of expert e to ``slots[e, i % counts[e]]``."""
+    slots, counts = _eplb.route_table(m._h, layer, _choice("mode", mode, _ROUTE_MODES), rank,
+                                      gpus_per_node)
+    return _view(slots), _view(counts)
 
 
 def load_config(path):

@@ -821,14 +821,25 @@ static PyObject *py_device_loads(PyObject *self, PyObject *args) {
   return array_new(NULL, d, "d", 8, 1, shape, NULL);
 }
 
-/* One line of a report as a dict (the keys of `eplb report --json`). */
-static PyObject *layer_report_dict(const eplb_layer_report *r) {
-  return Py_BuildValue("{s:L,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:L,s:i,s:L,s:d}", "layer_id",
-                       (long long)r->layer_id, "total", r->total, "mean_load", r->mean_load,
-                       "max_load", r->max_load, "lower_bound", r->lower_bound, "balancedness",
-                       r->balancedness, "max_over_lb", r->max_over_lb, "imbalance", r->imbalance,
-                       "duplicates", (long long)r->duplicates, "missing", (int)r->missing,
-                       "moves", (long long)r->moves, "off_node_share", r->off_node_share);
+/* One line of a report as a dict, with the keys of `eplb report --json` (overall: no
+ * layer_id; moves None without an old map). */
+static PyObject *layer_report_dict(const eplb_layer_report *r, int overall) {
+  PyObject *moves = r->moves < 0 ? (Py_INCREF(Py_None), Py_None) : PyLong_FromLongLong(r->moves);
+  PyObject *d = moves ? Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:L,s:i,s:N,s:d}",
+                                      "total_load", r->total, "mean_load", r->mean_load,
+                                      "max_load", r->max_load, "lower_bound", r->lower_bound,
+                                      "balancedness", r->balancedness, "max_over_lb",
+                                      r->max_over_lb, "imbalance", r->imbalance, "duplicates",
+                                      (long long)r->duplicates, "missing", (int)r->missing,
+                                      "moves", moves, "off_node_share", r->off_node_share)
+                      : NULL;
+  if (d && !overall) {
+    PyObject *id = PyLong_FromLongLong(r->layer_id);
+    if (!id || PyDict_SetItemString(d, "layer_id", id) != 0)
+      Py_CLEAR(d);
+    Py_XDECREF(id);
+  }
+  return d;
 }
 
 /* _eplb.report(loads, map, old=None, num_groups=1, num_nodes=1) -> dict. */
@@ -847,12 +858,12 @@ static PyObject *py_report(PyObject *self, PyObject *args, PyObject *kw) {
     return raise_eplb(rc);
   PyObject *layers = PyList_New(r->num_layers), *res = NULL;
   for (int32_t l = 0; layers && l < r->num_layers; l++) {
-    PyObject *d = layer_report_dict(&r->layers[l]);
+    PyObject *d = layer_report_dict(&r->layers[l], 0);
     if (!d)
       goto done;
     PyList_SET_ITEM(layers, l, d);
   }
-  PyObject *overall = layers ? layer_report_dict(&r->overall) : NULL;
+  PyObject *overall = layers ? layer_report_dict(&r->overall, 1) : NULL;
   if (overall)
     res = Py_BuildValue("{s:i,s:i,s:O,s:N}", "num_gpus", r->num_gpus, "num_slots", r->num_slots,
                         "layers", layers, "overall", overall);
@@ -1219,6 +1230,39 @@ static PyObject *py_route(PyObject *self, PyObject *args) {
   return res;
 }
 
+/* _eplb.route_table(placement, layer, mode=0, rank=0, gpus_per_node=0) -> (slots [E, X],
+ * counts [E]): token i of expert e goes to slots[e, i % counts[e]] (eplb_route_table). */
+static PyObject *py_route_table(PyObject *self, PyObject *args) {
+  (void)self;
+  eplb_placement *p;
+  int layer, mode = 0, rank = 0, ppn = 0;
+  if (!PyArg_ParseTuple(args, "O&i|iii", conv_placement, &p, &layer, &mode, &rank, &ppn))
+    return NULL;
+  int32_t E = p->num_experts, X = p->max_replicas > 0 ? p->max_replicas : 1;
+  int32_t *slots = malloc((size_t)E * (size_t)X * sizeof *slots);
+  int32_t *counts = malloc((size_t)E * sizeof *counts);
+  if (!slots || !counts) {
+    free(slots);
+    free(counts);
+    return PyErr_NoMemory();
+  }
+  int rc = eplb_route_table(p, layer, (eplb_route_mode)mode, rank, ppn, slots, counts);
+  if (rc) {
+    free(slots);
+    free(counts);
+    return raise_eplb(rc);
+  }
+  Py_ssize_t s_shape[2] = {E, X}, c_shape[1] = {E};
+  PyObject *a = array_new(NULL, slots, "i", 4, 2, s_shape, NULL);
+  PyObject *b = array_new(NULL, counts, "i", 4, 1, c_shape, NULL);
+  if (!a || !b) {
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return NULL;
+  }
+  return Py_BuildValue("(NN)", a, b);
+}
+
 /* _eplb.config_load(path) -> dict of the `generate:` keys (code defaults where unset). */
 static PyObject *py_config_load(PyObject *self, PyObject *arg) {
   (void)self;
@@ -1269,6 +1313,7 @@ static PyMethodDef module_methods[] = {
     {"transfer_plan", (PyCFunction)(void (*)(void))py_transfer_plan,
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"route", py_route, METH_VARARGS, NULL},
+    {"route_table", py_route_table, METH_VARARGS, NULL},
     {"config_load", py_config_load, METH_O, NULL},
     {"version", py_version, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
