@@ -1342,6 +1342,15 @@ static int add_errors(PyObject *m) {
     Py_DECREF(bases);
     if (!err_classes[i].cls)
       return -1;
+    /* Class defaults, so that an instance raised from Python carries them too. */
+    PyObject *code = PyLong_FromLong(err_classes[i].code);
+    PyObject *name = PyUnicode_FromString(eplb_err_name(err_classes[i].code));
+    int bad = !code || !name || PyObject_SetAttrString(err_classes[i].cls, "code", code) != 0 ||
+              PyObject_SetAttrString(err_classes[i].cls, "name", name) != 0;
+    Py_XDECREF(code);
+    Py_XDECREF(name);
+    if (bad)
+      return -1;
     Py_INCREF(err_classes[i].cls);
     if (PyModule_AddObject(m, err_classes[i].name, err_classes[i].cls) != 0)
       return -1;

@@ -80,7 +80,11 @@ class Recorder:
         if topk_ids.device.type == "cpu":
             ids = topk_ids if topk_ids.is_contiguous() else topk_ids.contiguous()
             self._c.record(layer, ids)
-            return
+        else:
+            self._record_tensor(layer, topk_ids)
+
+    def _record_tensor(self, layer, topk_ids):
+        """Counts with tensor ops on the ids' device (any device; used for all but CPU ids)."""
         if not 0 <= layer < self.num_layers:
             raise _eplb.RangeError(f"record: layer {layer} outside 0..{self.num_layers - 1}")
         if topk_ids.dtype not in (torch.int32, torch.int64):
@@ -152,9 +156,11 @@ class Recorder:
             try:
                 os.makedirs(folder, exist_ok=True)
                 _eplb.Loads(total.numpy()).write(path)
-            except (OSError, _eplb.Error) as e:
+            except _eplb.Error as e:
                 err = e
-                status = getattr(e, "code", None) or _eplb.IOFailureError(str(e)).code
+            except OSError as e:
+                err = _eplb.IOFailureError(f"{folder}: cannot create the folder: {e.strerror}")
+            status = err.code if err is not None else 0
         if _is_dist(group):
             s = torch.tensor([status], dtype=torch.int64, device=_comm_device(group))
             dist.broadcast(s, _global_rank(group, dst), group=group)
