@@ -100,5 +100,19 @@ with open(sys.argv[1]) as f:
 sys.exit(0 if data == {"0": {"0": 3, "1": 20}} else 1)
 PY
 
+# The Python package lands in the prefix's site folder of Debian's python3 and imports from
+# there, outside the source and build trees, with its extension linked in (no libeplb.so needed).
+if [ -n "${PYTHON:-}" ]; then
+  site=$(find "$T/prefix" -type d -path '*dist-packages/eplb' | head -n1)
+  check test -n "$site"
+  check test -f "$site/torch.py"
+  check sh -c "cd '$T' && PYTHONPATH='$(dirname "$site")' '$PYTHON' -c '
+import eplb, numpy as np
+assert eplb.__file__.startswith(\"$T/prefix\"), eplb.__file__
+m = eplb.plan(eplb.Loads(np.array([[9, 1, 1, 5]])), num_replicas=6, num_gpus=2)
+assert m.logcnt.sum() == 6 and eplb.__version__
+'"
+fi
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1040,7 +1040,29 @@ static PyObject *collector_dims(CollectorObject *o, PyObject *unused) {
   return Py_BuildValue("(iii)", (int)L, (int)E, (int)W);
 }
 
+/* _record_repeat(layer, topk_ids, calls): eplb_collector_record called `calls` times in a C
+ * loop on one buffer: the C call's throughput, the baseline of bench/bench_python.py. */
+static PyObject *collector_record_repeat(CollectorObject *o, PyObject *args) {
+  int layer;
+  long long calls;
+  PyObject *obj;
+  if (!PyArg_ParseTuple(args, "iOL", &layer, &obj, &calls))
+    return NULL;
+  Py_buffer v;
+  enum num_kind kind;
+  if (get_numbers(obj, &v, 0, "topk_ids", &kind) != 0)
+    return NULL;
+  int rc = 0;
+  eplb_id_type type = v.itemsize == 4 ? EPLB_ID_INT32 : EPLB_ID_INT64;
+  for (long long i = 0; rc == 0 && i < calls; i++)
+    rc = eplb_collector_record(o->c, layer, v.buf, (size_t)(v.len / v.itemsize), type);
+  PyBuffer_Release(&v);
+  return rc ? raise_eplb(rc) : (Py_INCREF(Py_None), Py_None);
+}
+
 static PyMethodDef collector_methods[] = {
+    {"_record_repeat", (PyCFunction)collector_record_repeat, METH_VARARGS,
+     "_record_repeat(layer, topk_ids, calls): the C call in a C loop (benchmark baseline)"},
     {"record", (PyCFunction)(void (*)(void))collector_record, METH_FASTCALL,
      "record(layer, topk_ids): count one forward of one layer"},
     {"add_counts", (PyCFunction)collector_add_counts, METH_VARARGS,
