@@ -5,6 +5,7 @@
 
 #include <cmocka.h>
 
+#include "move_int.h"
 #include "test_move_util.h"
 
 /* ---- helpers ---- */
@@ -434,6 +435,47 @@ static eplb_transfer *rotated_plan(const eplb_placement *from, int32_t shift) {
   return plan;
 }
 
+/* Runs a layer's rounds as eplb.torch.migrate does and asserts that no slot is written before
+ * every read of its old content is over: a RECV reader's send completes at the end of its
+ * round, a LOCAL reader reads during its round (before the round's receives land, and before
+ * the slot it reads, when that one is written by a local copy of the same round: readers of a
+ * slot are then all done, the executor orders them). A staged slot's readers read the staging
+ * area. Rounds are 0..3 (the wait bound), and every slot that reads nothing waits for nothing. */
+static void rounds_never_overwrite_unread_content(void **state) {
+  (void)state;
+  uint64_t rng = 11;
+  for (int trial = 0; trial < 60; trial++) {
+    int32_t G = 2 + trial % 7, E = 6 + trial % 11, S = (E + G - 1) / G + trial % 2;
+    if (S > E)
+      S = E;
+    eplb_placement *from = tm_random_placement(3, E, G, S, &rng);
+    eplb_placement *to = tm_random_placement(3, E, G, S, &rng);
+    eplb_transfer *plan = NULL;
+    assert_int_equal(eplb_transfer_plan(from, to, &plan), 0);
+    int32_t R = plan->to_slots;
+    for (int32_t l = 0; l < 3; l++) {
+      const eplb_xfer *x = plan->xfers + (size_t)l * R;
+      const int32_t *step = plan->step + (size_t)l * R;
+      const uint8_t *staged = plan->staged + (size_t)l * R;
+      for (int32_t c = 0; c < R; c++) {
+        int reads = x[c].kind == EPLB_XFER_RECV || x[c].kind == EPLB_XFER_LOCAL;
+        assert_in_range(step[c], 0, EPLB__STAGE_MAX_WAIT);
+        if (!reads) {
+          assert_int_equal(step[c], 0);
+          continue;
+        }
+        int32_t u = x[c].src_slot; /* c reads u's old content */
+        if (staged[u] || x[u].kind == EPLB_XFER_KEEP || x[u].kind == EPLB_XFER_DUP)
+          continue; /* read from staging, or u keeps its content until the DUPs at the end */
+        int32_t done = step[c] + (x[c].kind == EPLB_XFER_RECV);
+        assert_true(step[u] >= done);
+      }
+    }
+    eplb_transfer_free(plan);
+    eplb_placement_free(from), eplb_placement_free(to);
+  }
+}
+
 /* Total staged slots of layer l. */
 static int32_t staged_in_layer(const eplb_transfer *plan, int32_t l) {
   int32_t n = 0;
@@ -687,6 +729,7 @@ int main(void) {
       cmocka_unit_test(plan_with_nothing_moving_keeps_every_slot),
       cmocka_unit_test(plan_with_everything_moving_receives_every_slot),
       cmocka_unit_test(plan_stages_cycles_and_long_chains_only),
+      cmocka_unit_test(rounds_never_overwrite_unread_content),
       cmocka_unit_test(plan_spreads_senders_of_a_hot_expert),
       cmocka_unit_test(plan_prefers_a_sender_on_the_same_node),
       cmocka_unit_test(plan_receives_a_duplicated_expert_once),
