@@ -146,8 +146,11 @@ static int array_getbuffer(ArrayObject *a, Py_buffer *view, int flags) {
     step *= a->shape[d];
     len *= a->shape[d];
   }
-  if (!contiguous && (flags & PyBUF_STRIDES) != PyBUF_STRIDES) {
-    PyErr_SetString(PyExc_BufferError, "this eplb array is strided");
+  int wants_contiguous = (flags & PyBUF_C_CONTIGUOUS) == PyBUF_C_CONTIGUOUS ||
+                         (flags & PyBUF_F_CONTIGUOUS) == PyBUF_F_CONTIGUOUS ||
+                         (flags & PyBUF_ANY_CONTIGUOUS) == PyBUF_ANY_CONTIGUOUS;
+  if (!contiguous && (wants_contiguous || (flags & PyBUF_STRIDES) != PyBUF_STRIDES)) {
+    PyErr_SetString(PyExc_BufferError, "this eplb array is strided (numpy.asarray reads it)");
     return -1;
   }
   view->buf = a->data;
@@ -426,7 +429,11 @@ static PyObject *py_loads_read(PyObject *self, PyObject *args, PyObject *kw) {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     const char **paths = PyMem_Calloc((size_t)n + 1, sizeof *paths);
     PyObject **bytes = PyMem_Calloc((size_t)n + 1, sizeof *bytes);
-    rc = paths && bytes ? 0 : EPLB_ENOMEM;
+    rc = 0;
+    if (!paths || !bytes) {
+      PyErr_NoMemory();
+      rc = 1;
+    }
     for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
       if (!PyUnicode_FSConverter(PySequence_Fast_GET_ITEM(seq, i), &bytes[i]))
         rc = 1;
