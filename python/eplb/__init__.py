@@ -39,13 +39,15 @@ __all__ = [
     "lower_bound", "transfer_plan", "route", "route_table", "load_config", "Error", "InvalidArgumentError",
     "OutOfMemoryError", "IOFailureError", "FormatError", "RangeError", "ParamError",
     "InvalidPlacementError", "CommError", "VerifyError", "NotSupportedError",
-    "KEEP", "LOCAL", "RECV", "DUP", "WINDOW_ALL",
+    "KEEP", "LOCAL", "RECV", "DUP", "WINDOW_ALL", "TOKEN_FILE",
 ]
 
 #: Kinds of a transfer plan's slots (``Transfer.kind``), as ``enum eplb_xfer_kind``.
 KEEP, LOCAL, RECV, DUP = 0, 1, 2, 3
 #: ``window`` value that reads the sum of a collector's whole ring.
 WINDOW_ALL = _eplb.WINDOW_ALL
+#: Name of the gathered counts file inside a token_save_path folder.
+TOKEN_FILE = _eplb.TOKEN_FILE
 
 _POLICIES = {"deepseek": 0, "balanced": 1}
 _HIERARCHIES = {None: 0, "auto": 0, "strict": 1, "soft": 2, "none": 3}

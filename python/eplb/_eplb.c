@@ -1407,7 +1407,8 @@ PyMODINIT_FUNC PyInit__eplb(void) {
     if (PyModule_AddObject(m, names[i], (PyObject *)types[i]) != 0)
       goto fail;
   }
-  if (PyModule_AddIntConstant(m, "WINDOW_ALL", EPLB_WINDOW_ALL) != 0)
+  if (PyModule_AddIntConstant(m, "WINDOW_ALL", EPLB_WINDOW_ALL) != 0 ||
+      PyModule_AddStringConstant(m, "TOKEN_FILE", EPLB_TOKEN_FILE) != 0)
     goto fail;
   return m;
 fail:

@@ -48,8 +48,9 @@ def _comm_device(group):
 class Recorder:
     """Counts routed tokens per (layer, expert), in a ring of ``num_windows`` windows.
 
-    ``record(layer, topk_ids)`` takes the router's ids (int32/int64, any shape) on any device:
-    ids on a GPU/NPU (``device``) are counted there with ``scatter_add_`` into an int64 tensor
+    ``record(layer, topk_ids)`` takes the router's ids (int32/int64, any shape) on the CPU or
+    on one device (``device``, or the device of the first ids that are not on the CPU): ids
+    on a GPU/NPU are counted there with ``scatter_add_`` into an int64 tensor
     and never synchronise (ids are not range-checked on the device: that would synchronise);
     CPU ids go to the C collector, which checks them. A Recorder made with ``enabled=False`` (``token_collects:
     false``) records nothing, and :func:`hook` registers nothing for it.
@@ -66,6 +67,8 @@ class Recorder:
         self._dev = None   # [W, L, E] int64 counts of device ids, ring slot self._cur current
         self._cur = 0
         self._ones = None  # int64 ones reused as scatter_add_'s source
+        if self.device.type != "cpu" and self.enabled:
+            self._device_counts(self.device)  # allocated now, not in the first forward
 
     def _device_counts(self, device):
         if self._dev is None:
@@ -150,7 +153,7 @@ class Recorder:
             t = total.to(dev)
             dist.reduce(t, _global_rank(group, dst), op=dist.ReduceOp.SUM, group=group)
             total = t.cpu()
-        path = os.path.join(folder, _eplb_token_file())
+        path = os.path.join(folder, _eplb.TOKEN_FILE)
         err = None
         if rank == dst:
             try:
@@ -170,10 +173,6 @@ class Recorder:
         if status != 0:
             raise _eplb.IOFailureError(f"save: rank {dst} could not write {path}")
         return path
-
-
-def _eplb_token_file():
-    return "token_collects_all.json"
 
 
 def from_config(config, num_layers, num_experts, device="cpu", num_windows=1):
