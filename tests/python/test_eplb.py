@@ -352,3 +352,21 @@ def test_config_reads_the_generate_section(tmp_path):
     bad.write_text("generate:\n  token_collects: maybe\n")
     with pytest.raises(eplb.FormatError, match="token_collects"):
         eplb.load_config(bad)
+
+
+@pytest.mark.parametrize("gpus_per_node,relabel", [(0, False), (4, False), (4, True)])
+def test_transfer_plan_equals_the_cli_dry_run(gpus_per_node, relabel, tmp_path):
+    loads = eplb.Loads.read(os.path.join(DATA, "olmoe/olmoe_github.json"))
+    new = eplb.plan(loads, num_replicas=96, num_gpus=16, num_groups=4, num_nodes=4)
+    new.write(tmp_path / "new.json")
+    args = ["migrate", "--dry-run", "--from", "initial", "--to", tmp_path / "new.json",
+            "--write_map", tmp_path / "held.json"]
+    args += ["--gpus_per_node", gpus_per_node] if gpus_per_node else []
+    r = cli(*args, *(["--relabel"] if relabel else []))
+    assert r.returncode == 0, r.stderr
+    want = json.loads(r.stdout)
+    old = eplb.Placement.initial(loads.num_layers, loads.num_experts, 16)  # k = ceil(E/G) = 4
+    t = eplb.transfer_plan(old, new, gpus_per_node=gpus_per_node, relabel=relabel)
+    for key, value in t.stats.items():
+        assert want[key] == value, key
+    assert eplb.Placement.read(tmp_path / "held.json") == t.to
