@@ -1,8 +1,11 @@
 /* route.c - the routing table: each token's logical expert to one of its physical slots. */
+#include <stdlib.h>
+
 #include "eplb_int.h"
 
-/* Picks among the replicas `slots[0..cnt-1]` of one expert for token `i`, preferring those on
- * `rank`, then those on rank's node; several candidates are taken round robin by token index. */
+/* Picks among the replicas `slots[0..cnt-1]` of one expert for its token number `i` (the count
+ * of its earlier tokens in the call), preferring those on `rank`, then those on rank's node;
+ * several candidates are taken in turn. */
 static int32_t pick_local(const int32_t *slots, int32_t cnt, size_t i, int32_t rank, int32_t S,
                           int32_t node) {
   int32_t n_rank = 0, n_node = 0;
@@ -42,19 +45,29 @@ int eplb_route_nodes(const eplb_placement *p, int32_t layer, const int32_t *logi
   int32_t E = p->num_experts, X = p->max_replicas, S = p->num_slots / p->num_gpus;
   const int32_t *cnt = p->logcnt + (size_t)layer * E;
   const int32_t *map = p->log2phy + (size_t)layer * E * X;
+  size_t *seen = eplb__calloc((size_t)E, sizeof *seen); /* earlier tokens of each expert */
+  if (!seen)
+    return eplb__err(EPLB_ENOMEM, "route: out of memory");
+  int rc = 0;
   for (size_t i = 0; i < n; i++) {
     int32_t e = logical_ids[i];
-    if (e < 0 || e >= E)
-      return eplb__err(EPLB_ERANGE, "route: token %zu: expert %d outside 0..%d", i, e, E - 1);
-    if (cnt[e] < 1)
-      return eplb__err(EPLB_EINVALID, "route: layer %d: expert %d has no replica", layer, e);
+    if (e < 0 || e >= E) {
+      rc = eplb__err(EPLB_ERANGE, "route: token %zu: expert %d outside 0..%d", i, e, E - 1);
+      break;
+    }
+    if (cnt[e] < 1) {
+      rc = eplb__err(EPLB_EINVALID, "route: layer %d: expert %d has no replica", layer, e);
+      break;
+    }
     const int32_t *slots = map + (size_t)e * X;
+    size_t k = seen[e]++;
     if (mode == EPLB_ROUTE_ROUND_ROBIN)
-      physical_slots[i] = slots[i % (size_t)cnt[e]];
+      physical_slots[i] = slots[k % (size_t)cnt[e]];
     else
-      physical_slots[i] = pick_local(slots, cnt[e], i, rank, S, node);
+      physical_slots[i] = pick_local(slots, cnt[e], k, rank, S, node);
   }
-  return 0;
+  free(seen);
+  return rc;
 }
 
 /* Lists, for every expert of one layer, the replicas eplb_route_nodes() picks among (contract in

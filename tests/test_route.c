@@ -104,8 +104,40 @@ static void routing_is_deterministic(void **state) {
   eplb_placement_free(p);
 }
 
-/* eplb_route_table() is eplb_route_nodes() as a table: token i of expert e goes to
- * slots[e*X + i % counts[e]], in both modes, from every rank, with and without nodes. */
+/* In a tokens x top-2 array where every token's first choice is one hot expert with two
+ * replicas, the expert's ids sit at even positions only; they still split evenly over both
+ * replicas (a rule by position would send them all to one), in both modes. */
+static void replicas_share_an_experts_tokens_whatever_their_positions(void **state) {
+  (void)state;
+  uint64_t rng = 6;
+  eplb_placement *p = tm_random_placement(1, 16, 4, 8, &rng);
+  int32_t hot = -1;
+  for (int32_t e = 0; e < 16 && hot < 0; e++)
+    if (p->logcnt[e] == 2)
+      hot = e;
+  assert_true(hot >= 0);
+  int32_t ids[2 * 512], slots[2 * 512];
+  for (int t = 0; t < 512; t++) {
+    ids[2 * t] = hot;
+    ids[2 * t + 1] = (hot + 1 + t % 15) % 16;
+  }
+  for (int mode = 0; mode < 2; mode++) {
+    /* From a rank holding neither replica, both are candidates in both modes. */
+    int32_t rank = 0;
+    while (p->log2phy[hot * p->max_replicas] / 8 == rank ||
+           p->log2phy[hot * p->max_replicas + 1] / 8 == rank)
+      rank++;
+    assert_int_equal(eplb_route(p, 0, ids, 1024, slots, (eplb_route_mode)mode, rank), 0);
+    int on_first = 0;
+    for (int t = 0; t < 512; t++)
+      on_first += slots[2 * t] == p->log2phy[hot * p->max_replicas];
+    assert_int_equal(on_first, 256);
+  }
+  eplb_placement_free(p);
+}
+
+/* eplb_route_table() is eplb_route_nodes() as a table: the n-th id of expert e goes to
+ * slots[e*X + n % counts[e]], in both modes, from every rank, with and without nodes. */
 static void route_table_gives_the_slot_route_picks(void **state) {
   (void)state;
   int32_t *ids, slots[N_TOKENS];
@@ -121,10 +153,11 @@ static void route_table_gives_the_slot_route_picks(void **state) {
           assert_int_equal(eplb_route_nodes(p, l, ids, N_TOKENS, slots, (eplb_route_mode)mode,
                                             rank, ppn),
                            0);
+          int32_t seen[16] = {0};
           for (int i = 0; i < N_TOKENS; i++) {
             int32_t e = ids[i];
             assert_in_range(counts[e], 1, X);
-            assert_int_equal(slots[i], table[e * X + i % counts[e]]);
+            assert_int_equal(slots[i], table[e * X + seen[e]++ % counts[e]]);
           }
         }
   assert_int_equal(eplb_route_table(p, 2, EPLB_ROUTE_ROUND_ROBIN, 0, 0, table, counts),
@@ -161,6 +194,7 @@ int main(void) {
       cmocka_unit_test(round_robin_spreads_tokens_evenly_over_replicas),
       cmocka_unit_test(prefer_local_uses_the_callers_rank_then_its_node),
       cmocka_unit_test(routing_is_deterministic),
+      cmocka_unit_test(replicas_share_an_experts_tokens_whatever_their_positions),
       cmocka_unit_test(route_table_gives_the_slot_route_picks),
       cmocka_unit_test(route_rejects_bad_arguments),
   };

@@ -182,19 +182,25 @@ EPLB_API int64_t eplb_transfer_plan_bytes(const eplb_transfer *plan, int64_t byt
 
 /* How eplb_route() picks one of an expert's replicas for a token. */
 typedef enum eplb_route_mode {
-  EPLB_ROUTE_ROUND_ROBIN = 0, /* replica (token index mod replica count), as vLLM does */
+  EPLB_ROUTE_ROUND_ROBIN = 0, /* the expert's replicas in turn: its n-th token of the call goes
+                                 to replica n mod replica count */
   EPLB_ROUTE_PREFER_LOCAL = 1 /* a replica on the caller's rank, else on its node, else any;
-                                 several candidates are taken round robin by token index */
+                                 several candidates are taken in turn the same way */
 } eplb_route_mode;
 
 /* Maps each token's logical expert to one of its physical slots in layer index `layer` of `p`
  * (which needs its index): physical_slots[i] gets a slot holding logical_ids[i]. `rank` is the
  * caller's device (used by PREFER_LOCAL; all ranks count as one node). Deterministic: the
- * result depends only on the arguments. For example with replicas {3, 9} of expert 5, tokens
- * 0, 1, 2 routed to expert 5 round robin go to slots 3, 9, 3.
+ * result depends only on the arguments. Replicas are taken in turn per expert, by the count of
+ * the expert's earlier ids in the call, not by position: in a tokens x top-k array a position
+ * modulo the replica count would follow the choice's rank (with k = 2 and two replicas, every
+ * first choice of an expert on one replica), so an expert's ids spread over its replicas within
+ * one of each other whatever their order. For example with replicas {3, 9} of expert 5, ids
+ * {5, 1, 5, 5} go to slots {3, s, 9, 3}. Each call starts again at the first replica: route a
+ * step's tokens in one call (a call per token of a batch of one would use one replica only).
  * @return 0, EPLB_EINVAL (NULL, no index, bad layer, mode or rank), EPLB_ERANGE (an id outside
  *         0 .. E-1; physical_slots is then partly filled), EPLB_EINVALID (an expert without
- *         replica). */
+ *         replica), EPLB_ENOMEM. */
 EPLB_API int eplb_route(const eplb_placement *p, int32_t layer, const int32_t *logical_ids,
                         size_t n, int32_t *physical_slots, eplb_route_mode mode, int32_t rank);
 
@@ -208,7 +214,8 @@ EPLB_API int eplb_route_nodes(const eplb_placement *p, int32_t layer, const int3
  * for every expert e of layer index `layer`, slots[e*X .. e*X+counts[e]-1] (X = p->max_replicas)
  * are the replicas a token may go to in `mode` from `rank` (all of e's replicas for ROUND_ROBIN;
  * those on rank, else on its node, else all for PREFER_LOCAL), ascending, -1 padded, so that
- * eplb_route_nodes() sends token i of expert e to slots[e*X + i % counts[e]]. counts[e] is 0
+ * eplb_route_nodes() sends the n-th id of expert e in a call (n = 0, 1, ...) to
+ * slots[e*X + n % counts[e]]. counts[e] is 0
  * only for an expert without replica. slots holds E*X values, counts E.
  * @return 0, or eplb_route_nodes()'s EPLB_EINVAL for the same bad arguments. */
 EPLB_API int eplb_route_table(const eplb_placement *p, int32_t layer, eplb_route_mode mode,

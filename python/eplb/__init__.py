@@ -320,8 +320,9 @@ def transfer_plan(old, new, gpus_per_node=0, align=True, relabel=False):
 
 def route(m, layer, logical_ids, mode="round_robin", rank=0, gpus_per_node=0):
     """Maps logical expert ids (int32, any shape) of layer index ``layer`` to physical slots
-    of ``m`` (``eplb_route``): "round_robin" over replicas by token index, or "local" (a
-    replica on ``rank``, else on its node, else any). Returns an int32 array of ids' shape."""
+    of ``m`` (``eplb_route``): "round_robin", an expert's replicas in turn (its n-th id of
+    the call to replica n mod its replica count), or "local" (a replica on ``rank``, else on
+    its node, else any, in turn the same way). Returns an int32 array of ids' shape."""
     ids = _np.ascontiguousarray(logical_ids, dtype=_np.int32)
     out = _np.empty_like(ids)
     _eplb.route(m._h, layer, ids, out, _choice("mode", mode, _ROUTE_MODES), rank, gpus_per_node)
@@ -330,7 +331,8 @@ def route(m, layer, logical_ids, mode="round_robin", rank=0, gpus_per_node=0):
 
 def route_table(m, layer, mode="round_robin", rank=0, gpus_per_node=0):
     """The routing rule as arrays (``eplb_route_table``): ``(slots [E, X], counts [E])``,
-    int32, such that ``route`` sends token i of expert e to ``slots[e, i % counts[e]]``."""
+    int32, such that ``route`` sends the n-th id of expert e in a call to
+    ``slots[e, n % counts[e]]``."""
     slots, counts = _eplb.route_table(m._h, layer, _choice("mode", mode, _ROUTE_MODES), rank,
                                       gpus_per_node)
     return _view(slots), _view(counts)

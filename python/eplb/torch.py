@@ -21,7 +21,7 @@ import torch.distributed as dist
 
 import eplb as _eplb
 
-__all__ = ["Recorder", "hook", "migrate", "MigrateResult", "route", "from_config"]
+__all__ = ["Recorder", "hook", "migrate", "execute", "MigrateResult", "route", "from_config"]
 
 
 def _is_dist(group):
@@ -248,31 +248,45 @@ def migrate(weights, old, new, group=None, gpus_per_node=0):
 
     ``weights[layer]`` is the list of this rank's tensors of that layer whose first dimension
     is its local slots (w13, w2, their scales, ...); rank d of ``group`` is device d of the
-    placements. Executes ``eplb.transfer_plan(old, new, gpus_per_node)`` layer by layer:
-    slots that keep their expert stay, local copies are made on the rank, every other slot is
-    received from the spread sender with ``batch_isend_irecv``, in rounds so that a slot is
-    overwritten only once its old content has been read. With the same slot count the move is
-    in place, staging (a copy aside) only the slots the plan stages; with a different count the
-    layer's tensors are replaced, in the lists, by new ones of the new count. Collective: every
-    rank calls it with the same placements; bad arguments on any rank raise on every rank
-    before anything moves. Returns a :data:`MigrateResult`.
+    placements. Plans with ``eplb.transfer_plan(old, new, gpus_per_node)`` and runs the plan
+    with :func:`execute` on every layer. Collective: every rank calls it with the same
+    placements; bad arguments on any rank raise on every rank before anything moves. Returns
+    a :data:`MigrateResult` whose ``placement`` is the layout to route with.
     """
-    t0 = time.perf_counter()
-    L = old.num_layers
-    world = dist.get_world_size(group) if _is_dist(group) else 1
-    rank = dist.get_rank(group) if _is_dist(group) else 0
-    problem = None
     try:
-        plan = _eplb.transfer_plan(old, new, gpus_per_node)
+        plan, problem = _eplb.transfer_plan(old, new, gpus_per_node), None
     except _eplb.Error as e:
         plan, problem = None, str(e)
-    if problem is None and world != old.num_gpus:
-        problem = f"group of {world} ranks, the placements have {old.num_gpus} devices"
-    if problem is None:
-        problem = _check_weights(weights, L, old.slots_per_gpu, rank,
-                                 old.slots_per_gpu == new.slots_per_gpu)
-    bad = _agree(problem is not None, group)
-    if bad:
+    if _agree(problem is not None, group):
+        raise _eplb.InvalidArgumentError(
+            f"migrate: {problem}" if problem else "migrate: bad arguments on another rank")
+    return execute(weights, plan, group=group)
+
+
+def execute(weights, plan, layers=None, group=None):
+    """Runs the transfer plan ``plan`` (an eplb.Transfer) on this rank's ``weights``, for the
+    layer indices in ``layers`` (default: all), one layer after the other: slots that keep
+    their expert stay, local copies are made on the rank, every other slot is received from
+    the plan's sender with ``batch_isend_irecv``, in the plan's rounds, so that a slot is
+    overwritten only once its old content has been read. With equal slot counts the move is in
+    place, staging (a copy aside) only the slots the plan stages, at most one layer's worth;
+    with different counts each moved layer's tensors are replaced, in its list, by new ones of
+    the new count. Collective over ``group``; bad arguments on any rank raise on every rank
+    before anything moves. Returns a :data:`MigrateResult` (``placement`` is ``plan.to``)."""
+    t0 = time.perf_counter()
+    L = plan.num_layers
+    world = dist.get_world_size(group) if _is_dist(group) else 1
+    rank = dist.get_rank(group) if _is_dist(group) else 0
+    todo = range(L) if layers is None else [int(l) for l in layers]
+    problem = None
+    if world != plan.num_gpus:
+        problem = f"group of {world} ranks, the plan has {plan.num_gpus} devices"
+    elif any(not 0 <= l < L for l in todo):
+        problem = f"layers: an index outside 0..{L - 1}"
+    else:
+        problem = _check_weights(weights, L, plan.from_slots // world, rank,
+                                 plan.from_slots == plan.to_slots)
+    if _agree(problem is not None, group):
         raise _eplb.InvalidArgumentError(
             f"migrate: {problem}" if problem else "migrate: bad arguments on another rank")
 
@@ -280,7 +294,7 @@ def migrate(weights, old, new, group=None, gpus_per_node=0):
     kind, src_rank, src_slot = plan.kind, plan.src_rank, plan.src_slot
     staged, step = plan.staged, plan.step
     S, Sf = plan.to_slots // world, plan.from_slots // world
-    for l in range(L):
+    for l in todo:
         n_sent, n_recv, n_bytes = _migrate_layer(weights, l, rank, world, S, Sf, kind[l],
                                                  src_rank[l], src_slot[l], staged[l], step[l],
                                                  group)
@@ -391,11 +405,12 @@ _tables = {}  # (id of the placement's handle, layer, mode, rank, gpus_per_node,
 
 def route(topk_ids, m, layer, rank=None, mode="round_robin", gpus_per_node=0):
     """Maps each logical expert id of layer index ``layer`` to one of its physical slots in
-    ``m`` with tensor ops on the ids' device: token i (flat position) of expert e goes to
-    ``slots[e, i % counts[e]]`` of eplb's routing table (``eplb.route_table``: all replicas
-    round robin, or with mode "local" those on ``rank``, else on its node, else all), the
-    slots ``eplb.route`` gives. The table is cached per placement, layer, mode, rank and
-    device. ``rank`` defaults to this process's rank. Returns int64 slots of the ids' shape."""
+    ``m`` with tensor ops on the ids' device, with no synchronisation: the n-th id of expert e
+    (in flat order) goes to ``slots[e, n % counts[e]]`` of eplb's routing table
+    (``eplb.route_table``: all replicas in turn, or with mode "local" those on ``rank``, else
+    on its node, else all), the slots ``eplb.route`` gives. The table is cached per placement,
+    layer, mode, rank and device. ``rank`` defaults to this process's rank. Returns int64
+    slots of the ids' shape."""
     if rank is None:
         rank = dist.get_rank() if _is_dist(None) else 0
     key = (id(m._h), layer, mode, rank, gpus_per_node, str(topk_ids.device))
@@ -409,5 +424,9 @@ def route(topk_ids, m, layer, rank=None, mode="round_robin", gpus_per_node=0):
         _tables[key] = entry
     _, slots, counts = entry
     ids = topk_ids.reshape(-1).to(torch.int64)
-    col = torch.arange(ids.numel(), device=ids.device) % counts[ids]
-    return slots[ids, col].reshape(topk_ids.shape)
+    # n of each id: its position in a stable sort by expert minus its expert's first position.
+    sorted_ids, order = torch.sort(ids, stable=True)
+    first = torch.searchsorted(sorted_ids, sorted_ids)
+    nth = torch.empty_like(ids)
+    nth[order] = torch.arange(ids.numel(), device=ids.device) - first
+    return slots[ids, nth % counts[ids]].reshape(topk_ids.shape)

@@ -193,6 +193,30 @@ def test_migrate_to_more_slots_replaces_the_layers_tensors():
     assert not res[0][4]  # new tensors of 6 slots
 
 
+def _execute_in_parts(rank, n, old_rs, new_rs):
+    old, new = (eplb.Placement(np.array(r), num_gpus=n) for r in (old_rs, new_rs))
+    plan = eplb.transfer_plan(old, new)
+    weights = local_weights(old, rank)
+    first = et.execute(weights, plan, layers=[1])
+    mixed = eplb.Placement(np.stack([old.phy2log[0], plan.to.phy2log[1], old.phy2log[2]]),
+                           num_gpus=n)
+    problem_mixed = holds_its_experts(weights, mixed, rank)
+    rest = et.execute(weights, plan, layers=[0, 2])
+    return (problem_mixed, holds_its_experts(weights, plan.to, rank),
+            first.copies + rest.copies, int((plan.kind[1] == eplb.RECV).sum()), first.copies)
+
+
+def test_execute_moves_only_the_layers_asked_for():
+    L, E, n = 3, 16, 4
+    old = eplb.Placement.initial(L, E, n, 5)
+    new = eplb.plan(_skewed_loads(L, E, 4), num_replicas=20, num_gpus=n)
+    res = run(_execute_in_parts, n, old.phy2log.tolist(), new.phy2log.tolist())
+    receives = eplb.transfer_plan(old, new).receives
+    for mixed, final, copies, layer1, first in res:
+        assert mixed is None and final is None
+        assert copies == receives and first == layer1 > 0
+
+
 def _migrate_bad(rank, n, old_rs):
     old = eplb.Placement(np.array(old_rs), num_gpus=n)
     weights = local_weights(old, rank)
