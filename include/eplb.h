@@ -7,7 +7,8 @@
  *   - planning        eplb_plan(): DeepSeek's EPLB, with or without duplicates on a device.
  * The three steps of the job have their own headers, included at the end:
  *   eplb/collect.h (step 1, counting), eplb/move.h (step 3, moving weights), eplb/quality.h
- * (plan quality and reports). MPI lives in a separate library, libeplb_mpi (eplb_mpi.h).
+ * (plan quality and reports), eplb/rebalance.h (online re-balancing of a serving job). MPI
+ * lives in a separate library, libeplb_mpi (eplb_mpi.h).
  *
  * Conventions
  *   - Every function that can fail returns 0 (EPLB_OK) or a negative enum eplb_err value, and on
@@ -266,5 +267,6 @@ EPLB_API double eplb_balancedness(const eplb_loads *loads, const eplb_placement 
 #include "eplb/collect.h"
 #include "eplb/move.h"
 #include "eplb/quality.h"
+#include "eplb/rebalance.h"
 
 #endif /* EPLB_H */

@@ -25,6 +25,7 @@ int cmd_merge(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
 
 /* Prints "eplb CMD: <library detail or strerror>" on stderr and returns CLI_EXIT_FAIL. */
 int cli_fail(const char *cmd, int rc);

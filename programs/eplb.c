@@ -17,6 +17,7 @@ static const cli_command commands[] = {
     {"simulate", "run a synthetic MoE router under mpirun, gather its counts (step 1)", cmd_simulate},
     {"migrate", "move expert weights between ranks to match a map (step 3)", cmd_migrate},
     {"report", "measure a map against loads: balance, lower bound, moves, SVG", cmd_report},
+    {"replay", "replay a series of counts: static vs online re-balancing vs oracle", cmd_replay},
 };
 #define NUM_COMMANDS (sizeof commands / sizeof commands[0])
 
