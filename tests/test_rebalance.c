@@ -300,6 +300,29 @@ static void the_collector_variant_decides_on_its_windows(void **state) {
   eplb_loads_free(b);
 }
 
+static void an_empty_window_keeps_the_placement(void **state) {
+  (void)state;
+  eplb_loads *a = skewed();
+  eplb_placement *cur = plan_of(a);
+  eplb_collector *c = eplb_collector_create(L, E, 2);
+  eplb_params p = params();
+  eplb_rebalance_opts o;
+  eplb_rebalance_opts_init(&o);
+  o.num_windows = 1; /* only the current window, which counted nothing */
+  o.min_gain = 0;
+  eplb_rebalance_result *r = NULL;
+  assert_int_equal(eplb_rebalance_collector(c, &p, cur, &o, &r), 0);
+  assert_int_equal(r->num_moved, 0);
+  for (int32_t l = 0; l < L; l++) {
+    assert_true(same_row(r->placement, cur, l));
+    assert_true(r->cur_max_over_mean[l] == 1.0);
+  }
+  eplb_rebalance_result_free(r);
+  eplb_collector_free(c);
+  eplb_placement_free(cur);
+  eplb_loads_free(a);
+}
+
 /* ---- refusals ---- */
 
 /* Checks a refusal: EPLB_EINVAL, *r cleared, a detail holding `needle`. */
@@ -374,6 +397,7 @@ int main(void) {
       cmocka_unit_test(the_decision_is_deterministic),
       cmocka_unit_test(windows_combine_by_weight_and_by_decay),
       cmocka_unit_test(the_collector_variant_decides_on_its_windows),
+      cmocka_unit_test(an_empty_window_keeps_the_placement),
       cmocka_unit_test(bad_options_and_shapes_are_refused_with_a_detail),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
