@@ -215,7 +215,8 @@ static void the_decision_is_deterministic(void **state) {
   eplb_rebalance_result *r1 = decide(b, cur, 12, 0.01), *r2 = decide(b, cur, 12, 0.01);
   assert_int_equal(r1->num_moved, r2->num_moved);
   assert_int_equal(r1->copies_moved, r2->copies_moved);
-  assert_memory_equal(r1->placement->phy2log, r2->placement->phy2log, (size_t)L * R * sizeof(int32_t));
+  assert_memory_equal(r1->placement->phy2log, r2->placement->phy2log,
+                      (size_t)L * R * sizeof(int32_t));
   assert_memory_equal(r1->moved, r2->moved, L);
   assert_memory_equal(r1->transfer->xfers, r2->transfer->xfers, (size_t)L * R * sizeof(eplb_xfer));
   eplb_rebalance_result_free(r1);
@@ -291,7 +292,8 @@ static void the_collector_variant_decides_on_its_windows(void **state) {
   assert_int_equal(eplb_rebalance_collector(c, &p, cur, &o, &rc), 0);
   eplb_rebalance_result *rl = decide(b, cur, -1, EPLB_REBALANCE_MIN_GAIN);
   assert_int_equal(rc->num_moved, rl->num_moved);
-  assert_memory_equal(rc->placement->phy2log, rl->placement->phy2log, (size_t)L * R * sizeof(int32_t));
+  assert_memory_equal(rc->placement->phy2log, rl->placement->phy2log,
+                      (size_t)L * R * sizeof(int32_t));
   eplb_rebalance_result_free(rc);
   eplb_rebalance_result_free(rl);
   eplb_collector_free(c);
