@@ -438,27 +438,32 @@ static int replay(const series *s, const replay_args *a, window_row *rows, repla
 static void print_table(const series *s, const replay_args *a, const window_row *rows,
                         const replay_totals *tot) {
   const eplb_loads *w0 = s->win[0];
-  printf("replay: %zu windows, %d layers x %d experts -> %d slots on %d devices; re-plan every %lld "
-         "from the last %lld (decay %g), max_moves %lld, min_gain %g\n",
+  char moves[32];
+  if (a->max_moves < 0)
+    snprintf(moves, sizeof moves, "none");
+  else
+    snprintf(moves, sizeof moves, "%lld", (long long)a->max_moves);
+  printf("replay: %zu windows, %d layers x %d experts -> %d slots on %d devices; re-plan every "
+         "%lld from the last %lld (decay %g), max_moves %s, min_gain %g\n",
          s->n, (int)w0->num_layers, (int)w0->num_experts, (int)a->params.num_replicas,
          (int)a->params.num_gpus, (long long)a->every, (long long)a->windows, a->decay,
-         (long long)a->max_moves, a->min_gain);
-  printf("%-8s %8s %8s %8s %8s %7s %9s %9s\n", "window", "static", "online", "scratch", "oracle",
-         "layers", "copies", "scratch");
+         moves, a->min_gain);
+  printf("%-8s %8s %8s %8s %8s %12s %13s %14s\n", "window", "static", "online", "scratch",
+         "oracle", "layers_moved", "online_copies", "scratch_copies");
   for (size_t t = 0; t < s->n; t++) {
     const window_row *r = &rows[t];
     printf("%-8zu %8.4f %8.4f %8.4f %8.4f", t, r->stat, r->online, r->scratch, r->oracle);
     if (r->replanned)
-      printf(" %7d %9lld %9lld\n", (int)r->layers_moved, (long long)r->online_copies,
+      printf(" %12d %13lld %14lld\n", (int)r->layers_moved, (long long)r->online_copies,
              (long long)r->scratch_copies);
     else
-      printf(" %7s %9s %9s\n", "-", "-", "-");
+      printf(" %12s %13s %14s\n", "-", "-", "-");
   }
-  printf("%-8s %8.4f %8.4f %8.4f %8.4f %7lld %9lld %9lld\n", "overall", tot->stat, tot->online,
+  printf("%-8s %8.4f %8.4f %8.4f %8.4f %12lld %13lld %14lld\n", "overall", tot->stat, tot->online,
          tot->scratch, tot->oracle, (long long)tot->layers_moved, (long long)tot->online_copies,
          (long long)tot->scratch_copies);
-  printf("max/mean is the mean over windows; copies: expert weights moved after the window by "
-         "online and by re-planning from scratch.\n");
+  printf("overall max/mean is the mean over windows; copies are the expert weights the re-plan "
+         "after the window moves.\n");
   printf("bytes moved: online %lld, scratch %lld (%lld re-plans, %lld bytes per copy)\n",
          (long long)(tot->online_copies * a->expert_bytes),
          (long long)(tot->scratch_copies * a->expert_bytes), (long long)tot->replans,
@@ -489,7 +494,8 @@ static int print_json(const series *s, const replay_args *a, const replay_totals
   }
   json_object_set_new(root, "static", way_json(tot->stat, -1, 0));
   json_object_set_new(root, "online", online);
-  json_object_set_new(root, "scratch", way_json(tot->scratch, tot->scratch_copies, a->expert_bytes));
+  json_object_set_new(root, "scratch",
+                      way_json(tot->scratch, tot->scratch_copies, a->expert_bytes));
   json_object_set_new(root, "oracle", way_json(tot->oracle, -1, 0));
   json_object_set_new(root, "num_windows", json_integer((json_int_t)s->n));
   json_object_set_new(root, "expert_bytes", json_integer(a->expert_bytes));

@@ -69,7 +69,8 @@ int eplb_loads_from_windows(const eplb_collector *c, const eplb_rebalance_opts *
   size_t cells = (size_t)L * (size_t)E;
   eplb_loads *loads = NULL;
   uint64_t *counts = eplb__mallocn(cells, sizeof *counts);
-  rc = counts ? eplb_loads_create(L, E, &loads) : eplb__err(EPLB_ENOMEM, "rebalance: out of memory");
+  rc = counts ? eplb_loads_create(L, E, &loads)
+              : eplb__err(EPLB_ENOMEM, "rebalance: out of memory");
   int exact = 1;
   double w = 1.0;
   for (int32_t i = 0; !rc && i < n; i++, w *= opts->decay) {
@@ -166,7 +167,8 @@ static int subset(const eplb_loads *loads, const eplb_placement *p, const int32_
 /* ---- the decision ---- */
 
 /* Checks that loads, params and cur describe the same job. */
-static int check_fit(const eplb_loads *loads, const eplb_params *params, const eplb_placement *cur) {
+static int check_fit(const eplb_loads *loads, const eplb_params *params,
+                     const eplb_placement *cur) {
   if (loads->num_layers != cur->num_layers || loads->num_experts != cur->num_experts)
     return eplb__err(EPLB_EINVAL,
                      "rebalance: loads are %d layers x %d experts, the current placement %d x %d",
@@ -175,7 +177,8 @@ static int check_fit(const eplb_loads *loads, const eplb_params *params, const e
   for (int32_t l = 0; l < cur->num_layers; l++)
     if (loads->layer_ids[l] != cur->layer_ids[l])
       return eplb__err(EPLB_EINVAL,
-                       "rebalance: row %d is layer %lld in the loads, %lld in the current placement",
+                       "rebalance: row %d is layer %lld in the loads, %lld in the current "
+                       "placement",
                        (int)l, (long long)loads->layer_ids[l], (long long)cur->layer_ids[l]);
   if (params->num_replicas != cur->num_slots || params->num_gpus != cur->num_gpus)
     return eplb__err(EPLB_EINVAL,

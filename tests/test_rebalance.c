@@ -208,6 +208,41 @@ static void the_move_budget_holds(void **state) {
   eplb_loads_free(b);
 }
 
+static void with_a_budget_every_moved_layer_still_clears_the_threshold(void **state) {
+  (void)state;
+  eplb_loads *a = skewed(), *b = skewed();
+  eplb_placement *cur = plan_of(a);
+  eplb_params p = params();
+  p.num_groups = 8;
+  p.num_nodes = 2;
+  p.hierarchy = EPLB_HIER_STRICT;
+  eplb_placement *strict = NULL;
+  assert_int_equal(eplb_plan(a, &p, &strict), 0);
+  const eplb_placement *curs[2] = {cur, strict};
+  const eplb_params ps[2] = {params(), p};
+  for (int k = 0; k < 2; k++)
+    for (int64_t budget = 2; budget <= 64; budget *= 4) {
+      eplb_rebalance_opts o;
+      eplb_rebalance_opts_init(&o);
+      o.max_moves = budget;
+      o.min_gain = 0.03;
+      eplb_rebalance_result *r = NULL;
+      assert_int_equal(eplb_rebalance(b, &ps[k], curs[k], &o, &r), 0);
+      assert_int_equal(eplb_placement_validate(r->placement, 0), 0);
+      assert_true(r->copies_moved <= budget);
+      for (int32_t l = 0; l < L; l++)
+        if (r->moved[l])
+          assert_true(r->cur_max_over_mean[l] - r->new_max_over_mean[l] >= 0.03);
+        else
+          assert_true(same_row(r->placement, curs[k], l));
+      eplb_rebalance_result_free(r);
+    }
+  eplb_placement_free(strict);
+  eplb_placement_free(cur);
+  eplb_loads_free(a);
+  eplb_loads_free(b);
+}
+
 static void the_decision_is_deterministic(void **state) {
   (void)state;
   eplb_loads *a = skewed(), *b = skewed();
@@ -215,7 +250,8 @@ static void the_decision_is_deterministic(void **state) {
   eplb_rebalance_result *r1 = decide(b, cur, 12, 0.01), *r2 = decide(b, cur, 12, 0.01);
   assert_int_equal(r1->num_moved, r2->num_moved);
   assert_int_equal(r1->copies_moved, r2->copies_moved);
-  assert_memory_equal(r1->placement->phy2log, r2->placement->phy2log, (size_t)L * R * sizeof(int32_t));
+  assert_memory_equal(r1->placement->phy2log, r2->placement->phy2log,
+                      (size_t)L * R * sizeof(int32_t));
   assert_memory_equal(r1->moved, r2->moved, L);
   assert_memory_equal(r1->transfer->xfers, r2->transfer->xfers, (size_t)L * R * sizeof(eplb_xfer));
   eplb_rebalance_result_free(r1);
@@ -291,13 +327,37 @@ static void the_collector_variant_decides_on_its_windows(void **state) {
   assert_int_equal(eplb_rebalance_collector(c, &p, cur, &o, &rc), 0);
   eplb_rebalance_result *rl = decide(b, cur, -1, EPLB_REBALANCE_MIN_GAIN);
   assert_int_equal(rc->num_moved, rl->num_moved);
-  assert_memory_equal(rc->placement->phy2log, rl->placement->phy2log, (size_t)L * R * sizeof(int32_t));
+  assert_memory_equal(rc->placement->phy2log, rl->placement->phy2log,
+                      (size_t)L * R * sizeof(int32_t));
   eplb_rebalance_result_free(rc);
   eplb_rebalance_result_free(rl);
   eplb_collector_free(c);
   eplb_placement_free(cur);
   eplb_loads_free(a);
   eplb_loads_free(b);
+}
+
+static void an_empty_window_keeps_the_placement(void **state) {
+  (void)state;
+  eplb_loads *a = skewed();
+  eplb_placement *cur = plan_of(a);
+  eplb_collector *c = eplb_collector_create(L, E, 2);
+  eplb_params p = params();
+  eplb_rebalance_opts o;
+  eplb_rebalance_opts_init(&o);
+  o.num_windows = 1; /* only the current window, which counted nothing */
+  o.min_gain = 0;
+  eplb_rebalance_result *r = NULL;
+  assert_int_equal(eplb_rebalance_collector(c, &p, cur, &o, &r), 0);
+  assert_int_equal(r->num_moved, 0);
+  for (int32_t l = 0; l < L; l++) {
+    assert_true(same_row(r->placement, cur, l));
+    assert_true(r->cur_max_over_mean[l] == 1.0);
+  }
+  eplb_rebalance_result_free(r);
+  eplb_collector_free(c);
+  eplb_placement_free(cur);
+  eplb_loads_free(a);
 }
 
 /* ---- refusals ---- */
@@ -371,9 +431,11 @@ int main(void) {
       cmocka_unit_test(drifted_loads_move_and_every_moved_layer_clears_the_threshold),
       cmocka_unit_test(only_the_layers_that_changed_move),
       cmocka_unit_test(the_move_budget_holds),
+      cmocka_unit_test(with_a_budget_every_moved_layer_still_clears_the_threshold),
       cmocka_unit_test(the_decision_is_deterministic),
       cmocka_unit_test(windows_combine_by_weight_and_by_decay),
       cmocka_unit_test(the_collector_variant_decides_on_its_windows),
+      cmocka_unit_test(an_empty_window_keeps_the_placement),
       cmocka_unit_test(bad_options_and_shapes_are_refused_with_a_detail),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

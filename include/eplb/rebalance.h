@@ -68,9 +68,10 @@ typedef struct eplb_rebalance_result {
   int32_t num_layers;        /* L */
   int32_t num_moved;         /* layers that move (0: keep cur as it is) */
   int64_t copies_moved;      /* expert copies sent over the network = transfer->stats.receives */
-  eplb_placement *placement; /* the new placement (== transfer->to, owned by the result): kept
-                                layers hold cur's rows exactly, moved layers are slot-aligned
-                                with cur so that experts a device keeps stay in their slot */
+  eplb_placement *placement; /* the new placement (== transfer->to, owned by the result; clone
+                                it to keep it past eplb_rebalance_result_free): kept layers
+                                hold cur's rows exactly, moved layers are slot-aligned with cur
+                                so that experts a device keeps stay in their slot */
   eplb_transfer *transfer;   /* the plan from cur to placement (eplb_transfer_plan; all keeps
                                 when nothing moves) */
   uint8_t *moved;            /* [L] 1 when the layer takes the candidate */
