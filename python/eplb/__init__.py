@@ -36,7 +36,7 @@ __version__ = _eplb.version()
 
 __all__ = [
     "Loads", "Placement", "Transfer", "Collector", "plan", "report", "report_svg",
-    "lower_bound", "transfer_plan", "route", "route_table", "load_config", "Error", "InvalidArgumentError",
+    "lower_bound", "transfer_plan", "route", "route_table", "rebalance", "Rebalance", "load_config", "Error", "InvalidArgumentError",
     "OutOfMemoryError", "IOFailureError", "FormatError", "RangeError", "ParamError",
     "InvalidPlacementError", "CommError", "VerifyError", "NotSupportedError",
     "KEEP", "LOCAL", "RECV", "DUP", "WINDOW_ALL", "TOKEN_FILE",
@@ -336,6 +336,60 @@ def route_table(m, layer, mode="round_robin", rank=0, gpus_per_node=0):
     slots, counts = _eplb.route_table(m._h, layer, _choice("mode", mode, _ROUTE_MODES), rank,
                                       gpus_per_node)
     return _view(slots), _view(counts)
+
+
+class Rebalance:
+    """A re-balancing decision (``eplb_rebalance``): ``placement`` to serve with (kept layers
+    hold the current rows exactly, moved ones are slot-aligned with them), ``transfer`` (the
+    Transfer from the current placement to it), ``moved`` (bool [L]), ``num_moved``,
+    ``copies_moved``, per layer ``cur_max_over_mean``, ``new_max_over_mean``,
+    ``candidate_max_over_mean`` (float [L]) and ``moves`` (int [L]), overall ``cur_overall``
+    and ``new_overall`` (sum of max over sum of mean), all predicted on the decision's loads."""
+
+    __slots__ = ("placement", "transfer", "moved", "num_moved", "copies_moved",
+                 "cur_max_over_mean", "new_max_over_mean", "candidate_max_over_mean", "moves",
+                 "cur_overall", "new_overall")
+
+    def __init__(self, d):
+        self.placement = Placement._wrap(d["placement"])
+        self.transfer = Transfer(d["transfer"])
+        self.moved = _view(d["moved"]).astype(bool)
+        for key in ("cur_max_over_mean", "new_max_over_mean", "candidate_max_over_mean",
+                    "moves"):
+            setattr(self, key, _view(d[key]))
+        for key in ("num_moved", "copies_moved", "cur_overall", "new_overall"):
+            setattr(self, key, d[key])
+
+    def __repr__(self):
+        return (f"eplb.Rebalance(num_moved={self.num_moved}, copies_moved={self.copies_moved}, "
+                f"max/mean {self.cur_overall:.4f} -> {self.new_overall:.4f})")
+
+
+def rebalance(source, cur, num_replicas=None, num_gpus=None, num_groups=1, num_nodes=1,
+              policy="balanced", hierarchy=None, max_moves=None, min_gain=None,
+              first_window=0, num_windows=0, weights=None, decay=1.0, allow_duplicates=False,
+              time_budget_ms=0.0):
+    """Decides whether and where to move experts of placement ``cur`` (``eplb_rebalance``):
+    from ``source``, a Loads (already combined) or a Collector whose windows (ages
+    ``first_window`` .. ``+num_windows-1``, 0: all it holds) are combined by ``weights``
+    (newest first) or ``decay``; a candidate is re-planned within ``max_moves`` copies (None:
+    no limit) and a layer moves only when its predicted max/mean drops by at least
+    ``min_gain`` (None: the library's default, 0.02). Deterministic. Returns a Rebalance."""
+    if not isinstance(source, (Loads, _eplb.Collector)):
+        raise TypeError(f"source: expected eplb.Loads or eplb.Collector, got "
+                        f"{type(source).__name__}")
+    if min_gain is not None and not min_gain >= 0:
+        raise InvalidArgumentError(f"min_gain: {min_gain} is not a finite value >= 0")
+    d = _eplb.rebalance(
+        source._h if isinstance(source, Loads) else source, cur._h,
+        cur.num_slots if num_replicas is None else num_replicas,
+        cur.num_gpus if num_gpus is None else num_gpus, num_groups, num_nodes,
+        _choice("policy", policy, _POLICIES), _choice("hierarchy", hierarchy, _HIERARCHIES),
+        allow_duplicates, float(time_budget_ms), -1 if max_moves is None else int(max_moves),
+        -1.0 if min_gain is None else float(min_gain), first_window, num_windows,
+        None if weights is None else _np.ascontiguousarray(weights, dtype=_np.float64),
+        float(decay))
+    return Rebalance(d)
 
 
 def load_config(path):

@@ -1225,6 +1225,128 @@ static PyTypeObject TransferType = {
     .tp_getset = transfer_getset,
 };
 
+/* ---- online re-balancing ---- */
+
+/* Copies n values into a new Array that owns them. */
+static PyObject *array_copy(const void *src, size_t n, const char *format, Py_ssize_t itemsize) {
+  void *d = malloc(n ? n * (size_t)itemsize : 1);
+  if (!d)
+    return PyErr_NoMemory();
+  memcpy(d, src, n * (size_t)itemsize);
+  Py_ssize_t shape[1] = {(Py_ssize_t)n};
+  return array_new(NULL, d, format, itemsize, 1, shape, NULL);
+}
+
+/* _eplb.rebalance(source, cur, num_replicas, num_gpus, num_groups=1, num_nodes=1, policy=1,
+ * hierarchy=0, allow_duplicates=False, time_budget_ms=0, max_moves=-1, min_gain=-1 (default),
+ * first_window=0, num_windows=0, weights=None, decay=1) -> dict: eplb_rebalance on a
+ * LoadsHandle (already combined), or eplb_rebalance_collector on a Collector (its windows
+ * combined by the window options). */
+static PyObject *py_rebalance(PyObject *self, PyObject *args, PyObject *kw) {
+  (void)self;
+  static char *kwlist[] = {"source", "cur", "num_replicas", "num_gpus", "num_groups",
+                           "num_nodes", "policy", "hierarchy", "allow_duplicates",
+                           "time_budget_ms", "max_moves", "min_gain", "first_window",
+                           "num_windows", "weights", "decay", NULL};
+  PyObject *source, *weights_obj = Py_None;
+  eplb_placement *cur;
+  eplb_params prm;
+  eplb_params_init(&prm);
+  eplb_rebalance_opts o;
+  eplb_rebalance_opts_init(&o);
+  int policy = (int)prm.policy, hier = (int)prm.hierarchy;
+  long long max_moves = -1;
+  double min_gain = -1;
+  prm.num_groups = prm.num_nodes = 1;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "OO&ii|iiiipdLdiiOd", kwlist, &source,
+                                   conv_placement, &cur, &prm.num_replicas, &prm.num_gpus,
+                                   &prm.num_groups, &prm.num_nodes, &policy, &hier,
+                                   &prm.allow_duplicates, &prm.time_budget_ms, &max_moves,
+                                   &min_gain, &o.first_window, &o.num_windows, &weights_obj,
+                                   &o.decay))
+    return NULL;
+  prm.policy = (eplb_policy)policy;
+  prm.hierarchy = (eplb_hierarchy)hier;
+  o.max_moves = max_moves;
+  if (min_gain >= 0 || !isfinite(min_gain))
+    o.min_gain = min_gain;
+  Py_buffer wv = {0};
+  double *w = NULL;
+  if (weights_obj != Py_None) {
+    enum num_kind kind;
+    if (get_numbers(weights_obj, &wv, 1, "weights", &kind) != 0)
+      return NULL;
+    w = malloc((size_t)(wv.shape[0] ? wv.shape[0] : 1) * sizeof *w);
+    if (!w) {
+      PyBuffer_Release(&wv);
+      return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < wv.shape[0]; i++) {
+      int64_t iv;
+      w[i] = item_at(&wv, kind, i, &iv);
+    }
+    if (o.num_windows == 0)
+      o.num_windows = (int32_t)wv.shape[0];
+    else if (o.num_windows != wv.shape[0]) {
+      free(w);
+      PyBuffer_Release(&wv);
+      return raise_einval("weights: %zd values for %d windows", wv.shape[0], (int)o.num_windows);
+    }
+    o.weights = w;
+    PyBuffer_Release(&wv);
+  }
+  eplb_rebalance_result *r = NULL;
+  int rc;
+  if (PyObject_TypeCheck(source, &LoadsType)) {
+    eplb_loads *loads = ((LoadsObject *)source)->p;
+    Py_BEGIN_ALLOW_THREADS
+    rc = eplb_rebalance(loads, &prm, cur, &o, &r);
+    Py_END_ALLOW_THREADS
+  } else if (PyObject_TypeCheck(source, &CollectorType)) {
+    eplb_collector *c = ((CollectorObject *)source)->c;
+    Py_BEGIN_ALLOW_THREADS
+    rc = eplb_rebalance_collector(c, &prm, cur, &o, &r);
+    Py_END_ALLOW_THREADS
+  } else {
+    free(w);
+    return PyErr_Format(PyExc_TypeError, "rebalance: expected Loads or Collector, got %s",
+                        Py_TYPE(source)->tp_name);
+  }
+  free(w);
+  if (rc)
+    return raise_eplb(rc);
+  PyObject *res = NULL;
+  size_t L = (size_t)r->num_layers;
+  PlacementObject *po = NULL;
+  TransferObject *to = NULL;
+  eplb_placement *p = NULL;
+  if (eplb_placement_clone(r->placement, &p) != 0) {
+    raise_eplb(EPLB_ENOMEM);
+    goto done;
+  }
+  po = (PlacementObject *)wrap_placement(p);
+  to = po ? PyObject_New(TransferObject, &TransferType) : NULL;
+  if (!to)
+    goto done;
+  to->t = r->transfer; /* the handle takes the plan over */
+  r->transfer = NULL;
+  res = Py_BuildValue("{s:N,s:N,s:i,s:L,s:N,s:N,s:N,s:N,s:N,s:d,s:d}", "placement", po,
+                      "transfer", to, "num_moved", (int)r->num_moved, "copies_moved",
+                      (long long)r->copies_moved, "moved", array_copy(r->moved, L, "B", 1),
+                      "cur_max_over_mean", array_copy(r->cur_max_over_mean, L, "d", 8),
+                      "new_max_over_mean", array_copy(r->new_max_over_mean, L, "d", 8),
+                      "candidate_max_over_mean",
+                      array_copy(r->candidate_max_over_mean, L, "d", 8), "moves",
+                      array_copy(r->moves, L, "q", 8), "cur_overall", r->cur_overall,
+                      "new_overall", r->new_overall);
+  po = NULL, to = NULL; /* stolen by Py_BuildValue, even on failure */
+done:
+  Py_XDECREF(po);
+  Py_XDECREF(to);
+  eplb_rebalance_result_free(r);
+  return res;
+}
+
 /* ---- routing and config ---- */
 
 /* _eplb.route(placement, layer, ids, out, mode=0, rank=0, gpus_per_node=0): fills the int32
@@ -1343,6 +1465,8 @@ static PyMethodDef module_methods[] = {
      METH_VARARGS | METH_KEYWORDS, NULL},
     {"route", py_route, METH_VARARGS, NULL},
     {"route_table", py_route_table, METH_VARARGS, NULL},
+    {"rebalance", (PyCFunction)(void (*)(void))py_rebalance, METH_VARARGS | METH_KEYWORDS,
+     NULL},
     {"config_load", py_config_load, METH_O, NULL},
     {"version", py_version, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},

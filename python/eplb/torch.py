@@ -21,7 +21,8 @@ import torch.distributed as dist
 
 import eplb as _eplb
 
-__all__ = ["Recorder", "hook", "migrate", "execute", "MigrateResult", "route", "from_config"]
+__all__ = ["Recorder", "hook", "migrate", "execute", "MigrateResult", "route", "from_config",
+           "Rebalancer", "RebalanceStep"]
 
 
 def _is_dist(group):
@@ -430,3 +431,148 @@ def route(topk_ids, m, layer, rank=None, mode="round_robin", gpus_per_node=0):
     nth = torch.empty_like(ids)
     nth[order] = torch.arange(ids.numel(), device=ids.device) - first
     return slots[ids, nth % counts[ids]].reshape(topk_ids.shape)
+
+
+# ---- online re-balancing ----
+
+RebalanceStep = namedtuple("RebalanceStep", "step moved layers copies bytes predicted_before "
+                                            "predicted_after measured seconds")
+RebalanceStep.__doc__ = """One re-plan of a Rebalancer (its ``history``).
+
+step: the step it ran at. moved: layers that move (0: kept). layers: their indices.
+copies, bytes: what crosses the network for them (all ranks; bytes from this rank's tensor
+sizes, which every rank shares). predicted_before/after: the
+overall max/mean of the serving placement and of the new one on the decision's loads.
+measured: max/mean of the served placement on the last window's counts. seconds: this rank's
+time in the decision and the moves made at once."""
+
+
+class Rebalancer:
+    """Re-plans from recent windows and moves the weights that change, while the job runs.
+
+    ``Rebalancer(rec, weights, placement, every=steps, windows=W, ...)``; call ``step()`` after
+    each forward. Every ``every / W`` steps it closes ``rec``'s window (``rec`` needs a ring of
+    at least W windows); every ``every`` steps it sums the last W windows over ``group``
+    (all_reduce), lets the library decide (``eplb.rebalance``: the windows combined with
+    ``decay``, a candidate re-planned within ``max_moves`` copies, only the layers whose
+    predicted max/mean drops by ``min_gain`` move) and migrates the moved layers' weights.
+    With ``layers_per_step`` the move is spread over the following steps, that many layers a
+    step, and a layer's routing switches only once its weights have landed: route with
+    ``placement`` (or ``route()``) in every forward. Every rank takes the same decision (same
+    summed counts, same code). Each re-plan is logged (``log``, default ``print`` on rank 0)
+    and kept in ``history``.
+    """
+
+    def __init__(self, rec, weights, placement, every, windows=1, max_moves=None, min_gain=None,
+                 layers_per_step=None, decay=1.0, num_groups=1, num_nodes=1,
+                 policy="balanced", hierarchy=None, group=None, gpus_per_node=0, log=None):
+        every, windows = int(every), int(windows)
+        if windows < 1 or every < windows or every % windows:
+            raise _eplb.InvalidArgumentError(
+                f"Rebalancer: every ({every}) must be a multiple of windows ({windows}) >= 1")
+        if rec.num_windows < windows:
+            raise _eplb.InvalidArgumentError(
+                f"Rebalancer: the recorder holds {rec.num_windows} windows, {windows} needed")
+        if layers_per_step is not None and int(layers_per_step) < 1:
+            raise _eplb.InvalidArgumentError("Rebalancer: layers_per_step must be >= 1")
+        self.rec, self.weights, self.placement = rec, weights, placement
+        self.every, self.windows, self.decay = every, windows, float(decay)
+        self.max_moves, self.min_gain = max_moves, min_gain
+        self.layers_per_step = None if layers_per_step is None else int(layers_per_step)
+        self.params = dict(num_replicas=placement.num_slots, num_gpus=placement.num_gpus,
+                           num_groups=num_groups, num_nodes=num_nodes, policy=policy,
+                           hierarchy=hierarchy)
+        self.group, self.gpus_per_node = group, gpus_per_node
+        rank = dist.get_rank(group) if _is_dist(group) else 0
+        self.log = log if log is not None else (print if rank == 0 else (lambda *a: None))
+        self.steps = 0
+        self.history = []
+        self._pending = []     # layer indices whose weights still have to move
+        self._target = None    # the decision's placement while layers are pending
+        self._plan = None
+
+    def route(self, topk_ids, layer, **kw):
+        """Routes with the placement the weights are in now (:func:`route`)."""
+        return route(topk_ids, self.placement, layer, **kw)
+
+    def step(self):
+        """Advances one step; returns the RebalanceStep of a re-plan made now, else None."""
+        self.steps += 1
+        if self._pending:
+            self._land(self._pending[:self.layers_per_step])
+        done = None
+        if self.steps % self.every == 0:
+            if self._pending:  # a re-plan needs the weights where the placement says
+                self._land(self._pending)
+            done = self._replan()
+        if self.steps % (self.every // self.windows) == 0:
+            self.rec.next_window()
+        return done
+
+    def _window_counts(self):
+        """The last W windows, summed over the group: int64 [W, L, E], newest first."""
+        w = torch.stack([self.rec.counts(a) for a in range(self.windows)])
+        if _is_dist(self.group):
+            t = w.to(_comm_device(self.group))
+            dist.all_reduce(t, group=self.group)
+            w = t.cpu()
+        return w
+
+    def _replan(self):
+        t0 = time.perf_counter()
+        counts = self._window_counts()
+        L, E = counts.shape[1], counts.shape[2]
+        windows = _eplb.Collector(L, E, self.windows)
+        for a in reversed(range(self.windows)):  # oldest first, so that ages match
+            for l in range(L):
+                windows.add_counts(l, counts[a, l].numpy())
+            if a:
+                windows.next_window()
+        measured = _eplb.report(_eplb.Loads(counts[0].numpy()), self.placement)["overall"]
+        d = _eplb.rebalance(windows, self.placement, decay=self.decay,
+                            max_moves=self.max_moves, min_gain=self.min_gain, **self.params)
+        moved = [int(l) for l in d.moved.nonzero()[0]]
+        plan = d.transfer
+        if moved and self.gpus_per_node:  # senders chosen on the receiver's node first
+            plan = _eplb.transfer_plan(self.placement, d.placement, self.gpus_per_node)
+        kind = plan.kind
+        nbytes = sum(int((kind[l] == _eplb.RECV).sum()) *
+                     sum(t[0].numel() * t.element_size() for t in self.weights[l])
+                     for l in moved)
+        if moved:
+            self._plan, self._target = plan, plan.to
+            self._pending = list(moved)
+            if self.layers_per_step is None:
+                self._land(self._pending)
+        rec = RebalanceStep(self.steps, len(moved), moved, d.copies_moved, nbytes,
+                            d.cur_overall, d.new_overall,
+                            measured["max_load"] / measured["mean_load"]
+                            if measured["mean_load"] > 0 else 1.0,
+                            time.perf_counter() - t0)
+        self.history.append(rec)
+        if moved:
+            how = "now" if self.layers_per_step is None else \
+                f"over {-(-len(moved) // self.layers_per_step)} steps"
+            self.log(f"eplb rebalance at step {self.steps}: {len(moved)} layer(s) move {how} "
+                     f"({d.copies_moved} copies, {nbytes} bytes), predicted max/mean "
+                     f"{d.cur_overall:.4f} -> "
+                     f"{d.new_overall:.4f}, measured {rec.measured:.4f}")
+        else:
+            self.log(f"eplb rebalance at step {self.steps}: keep (predicted max/mean "
+                     f"{d.cur_overall:.4f}, best candidate gains less than min_gain), "
+                     f"measured {rec.measured:.4f}")
+        return rec
+
+    def _land(self, layers):
+        """Moves the weights of `layers` (pending ones) and switches their routing."""
+        execute(self.weights, self._plan, layers=layers, group=self.group)
+        rows = self.placement.phy2log.copy()
+        for l in layers:
+            rows[l] = self._target.phy2log[l]
+        self._pending = [l for l in self._pending if l not in set(layers)]
+        if self._pending:
+            self.placement = _eplb.Placement(rows, self.placement.num_gpus,
+                                             self.placement.num_experts,
+                                             self.placement.layer_ids)
+        else:
+            self.placement, self._target, self._plan = self._target, None, None
