@@ -370,3 +370,72 @@ def test_transfer_plan_equals_the_cli_dry_run(gpus_per_node, relabel, tmp_path):
     for key, value in t.stats.items():
         assert want[key] == value, key
     assert eplb.Placement.read(tmp_path / "held.json") == t.to
+
+
+# ---- re-balancing decisions ----
+
+def _domains():
+    return [eplb.Loads.read(os.path.join(DATA, f"olmoe/olmoe_{d}.json"))
+            for d in ("arxiv", "github", "c4")]
+
+
+@pytest.mark.parametrize("max_moves,min_gain", [(None, None), (40, None), (200, 0.1)])
+def test_rebalance_moves_only_layers_that_gain_within_the_budget(max_moves, min_gain):
+    a, b, _ = _domains()
+    cur = eplb.plan(a, num_replicas=80, num_gpus=16)
+    d = eplb.rebalance(b, cur, max_moves=max_moves, min_gain=min_gain)
+    gain = 0.02 if min_gain is None else min_gain
+    assert d.num_moved == d.moved.sum() > 0
+    assert d.copies_moved == d.transfer.receives == d.moves.sum()
+    assert max_moves is None or d.copies_moved <= max_moves
+    for l in range(cur.num_layers):
+        if d.moved[l]:
+            assert d.new_max_over_mean[l] <= d.cur_max_over_mean[l] - gain + 1e-12
+        else:
+            assert (d.placement.phy2log[l] == cur.phy2log[l]).all() and d.moves[l] == 0
+    # The predictions are the report's figures on the same loads.
+    for m, figs in ((cur, d.cur_max_over_mean), (d.placement, d.new_max_over_mean)):
+        rep = eplb.report(b, m)["layers"]
+        assert [r["max_load"] / r["mean_load"] for r in rep] == pytest.approx(list(figs))
+    assert d.transfer.to == d.placement
+
+
+def test_rebalance_keeps_a_placement_planned_on_the_same_loads():
+    a, _, _ = _domains()
+    cur = eplb.plan(a, num_replicas=80, num_gpus=16)
+    d = eplb.rebalance(a, cur)
+    assert d.num_moved == 0 and d.copies_moved == 0 and d.placement == cur
+
+
+def test_rebalance_combines_collector_windows_by_decay():
+    a, b, c = _domains()
+    col = eplb.Collector(a.num_layers, a.num_experts, num_windows=3)
+    for i, x in enumerate((a, b, c)):  # ages after the loop: c 0, b 1, a 2
+        for l in range(x.num_layers):
+            col.add_counts(l, x.count[l])
+        if i < 2:
+            col.next_window()
+    cur = eplb.plan(a, num_replicas=80, num_gpus=16)
+    combined = eplb.Loads(c.load + 0.5 * b.load + 0.25 * a.load)
+    got = eplb.rebalance(col, cur, decay=0.5, max_moves=50)
+    want = eplb.rebalance(combined, cur, max_moves=50)
+    assert got.placement == want.placement
+    assert list(got.moved) == list(want.moved)
+    w = eplb.rebalance(col, cur, weights=[1.0, 0.5, 0.25], max_moves=50)
+    assert w.placement == want.placement
+
+
+def test_rebalance_refuses_bad_options_naming_them():
+    a, b, _ = _domains()
+    cur = eplb.plan(a, num_replicas=80, num_gpus=16)
+    with pytest.raises(eplb.InvalidArgumentError, match="min_gain"):
+        eplb.rebalance(b, cur, min_gain=-1)
+    with pytest.raises(eplb.InvalidArgumentError, match="max_moves"):
+        eplb.rebalance(b, cur, max_moves=-5)
+    col = eplb.Collector(a.num_layers, a.num_experts, num_windows=2)
+    with pytest.raises(eplb.InvalidArgumentError, match="decay"):
+        eplb.rebalance(col, cur, decay=0)
+    with pytest.raises(eplb.InvalidArgumentError, match="weights"):
+        eplb.rebalance(col, cur, weights=[1.0, 1.0, 1.0], num_windows=2)
+    with pytest.raises(eplb.InvalidArgumentError):
+        eplb.rebalance(eplb.Loads(np.ones((1, 64), dtype=np.int64)), cur)
