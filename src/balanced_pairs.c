@@ -103,7 +103,7 @@ static int search_open(pair_search *q) {
   q->base = eplb__calloc((size_t)n, sizeof *q->base);
   q->pick = eplb__calloc((size_t)n, sizeof *q->pick);
   q->got = eplb__calloc((size_t)n, sizeof *q->got);
-  q->item = eplb__calloc((size_t)(2 * G), sizeof *q->item);
+  q->item = eplb__calloc(2 * (size_t)G, sizeof *q->item);
   int64_t all = 0;
   for (int32_t e = 0; e < n; e++) {
     int32_t lo = fewest_within(q->w[e], q->T);

@@ -352,7 +352,7 @@ static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__po
       memset(wk->cnt2, 0, (size_t)E * sizeof *wk->cnt2);
       for (int32_t i = 0; i < R; i++)
         wk->cnt2[wk->alt[i]]++;
-      if (memcmp(wk->cnt, wk->cnt2, (size_t)E * sizeof *wk->cnt))
+      if (memcmp(wk->cnt, wk->cnt2, (size_t)E * sizeof *wk->cnt) != 0)
         rc = try_split(w, pr, E, wk, wk->cnt2, wk->alt, row, &best);
     }
   }
