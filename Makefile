@@ -1,7 +1,9 @@
 # Makefile - the two commands of the README, and their parts.
 #   make demo   installs what is missing, builds, and runs the three steps on examples/ data
-#   make test   installs what is missing, builds, and runs every test, then the unit and CLI tests
-#               again in an AddressSanitizer + UndefinedBehaviorSanitizer build
+#   make test   installs what is missing, builds, and runs every test, then the unit, CLI and MPI
+#               tests again in an AddressSanitizer + UndefinedBehaviorSanitizer build
+#   make fuzz   runs each libFuzzer target FUZZ_SECONDS (default 60) in build-fuzz/ (clang)
+#   make lint   clang-tidy's bugprone-* and clang-analyzer-* checks on src/ and programs/
 # Builds go to build/ and build-asan/; `make bench` installs what the benchmarks need, builds, and
 # runs the benchmarks.
 
@@ -15,6 +17,13 @@ DEB_PACKAGES = build-essential cmake pkg-config jq libxml2-utils \
 # And what only the benchmarks need: bench_collect's baseline runs upstream's Python code in an
 # embedded CPython with numpy, bench_pair_optimum.sh runs CBC (the tests never need these).
 BENCH_DEB_PACKAGES = libpython3-dev python3-numpy coinor-cbc
+# The tests run the plan and report CLI tests once under valgrind.
+DEB_PACKAGES += valgrind
+# What `make fuzz` (clang's libFuzzer) and `make lint` (clang-tidy) need besides.
+FUZZ_DEB_PACKAGES = clang libclang-rt-dev clang-tidy
+FUZZ_BUILD ?= build-fuzz
+LINT_BUILD ?= build-lint
+FUZZ_SECONDS ?= 60
 
 .PHONY: all deps build asan demo test test-asan bench-deps bench install clean
 
@@ -46,7 +55,7 @@ demo: build
 test: build asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --output-on-failure -j $(JOBS) -L 'unit|cli'
+	  ctest --output-on-failure -j $(JOBS) -L 'unit|cli|mpi'
 
 # Installs the benchmarks' packages, the way deps installs the others.
 bench-deps:
@@ -56,6 +65,32 @@ bench-deps:
 bench: bench-deps
 	$(MAKE) --no-print-directory build
 	bash bench/run_all.sh $(BUILD)
+
+.PHONY: fuzz-deps fuzz lint
+
+fuzz-deps:
+	$(MAKE) --no-print-directory deps DEB_PACKAGES="$(FUZZ_DEB_PACKAGES)"
+
+# Builds the fuzz targets with clang (-DEPLB_FUZZ=ON) and runs each for FUZZ_SECONDS from its
+# seed corpus (tests/fuzz/run_fuzz.sh prints the executions and findings of each target).
+fuzz: deps fuzz-deps
+	cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DEPLB_FUZZ=ON -DEPLB_BUILD_BENCH=OFF >/dev/null
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_loads fuzz_map fuzz_config fuzz_plan
+	bash tests/fuzz/run_fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# clang-tidy with .clang-tidy's checks on the library and the program; any finding fails.
+lint: deps fuzz-deps
+	cmake -S . -B $(LINT_BUILD) -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DEPLB_BUILD_TESTS=OFF \
+	  -DEPLB_BUILD_BENCH=OFF >/dev/null
+	clang-tidy -p $(LINT_BUILD) --quiet src/*.c src/mpi/*.c programs/*.c \
+	  2>$(LINT_BUILD)/clang-tidy.stderr || { cat $(LINT_BUILD)/clang-tidy.stderr; exit 1; }
+	@echo "lint: clang-tidy clean on src/ and programs/"
+
+clean: clean-hardening
+.PHONY: clean-hardening
+clean-hardening:
+	rm -rf $(FUZZ_BUILD) $(LINT_BUILD)
 
 install: build
 	cmake --install $(BUILD)

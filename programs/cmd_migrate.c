@@ -401,10 +401,10 @@ static int run_mpi(const migrate_args *a) {
                                "layouts (%d and %d)", plan->from_slots, plan->to_slots);
   if (!rc && buffers_init(&b, a, from, plan, rank))
     rc = EPLB_ENOMEM, snprintf(why, sizeof why, "rank %d: cannot allocate the weights", rank);
-  int rc0 = rc;
-  MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  int rc0 = rc, mine = rc; /* the collectives get copies: rc stays this rank's own */
+  MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
   MPI_Bcast(&rc0, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  if (all) {
+  if (all || rc) { /* all is set whenever rc is; rc says so to readers (and the analyzer) */
     /* Every rank reads the same maps, so rank 0's message speaks for all; when rank 0 is fine
      * the ranks that failed (out of memory) print their own. */
     if (rc && (rank == 0 || rc0 == 0))

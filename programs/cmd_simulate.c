@@ -231,6 +231,8 @@ static int agree(int rc) {
 
 /* Runs the router for every step and layer, recording into c. */
 static int run_router(eplb_collector *c, const sim_args *a, int rank) {
+  if (a->layers < 1 || a->experts < 1 || a->tokens < 1 || a->topk < 1) /* the flags are checked */
+    return EPLB_EINVAL;
   double *cdf = malloc(sizeof *cdf * (size_t)a->layers * (size_t)a->experts);
   int64_t *ids = malloc(sizeof *ids * (size_t)(a->tokens * a->topk));
   int rc = 0;

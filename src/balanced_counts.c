@@ -157,7 +157,7 @@ static double evaluate(descent *x, double limit) {
       if (size > limit)
         return size;
       x->load[q] = size;
-      x->who[q * x->S] = e;
+      x->who[(size_t)q * x->S] = e;
       x->fill[q] = 1;
     }
     if (r < x->cnt[e])

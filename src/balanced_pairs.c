@@ -103,7 +103,7 @@ static int search_open(pair_search *q) {
   q->base = eplb__calloc((size_t)n, sizeof *q->base);
   q->pick = eplb__calloc((size_t)n, sizeof *q->pick);
   q->got = eplb__calloc((size_t)n, sizeof *q->got);
-  q->item = eplb__calloc((size_t)(2 * G), sizeof *q->item);
+  q->item = eplb__calloc(2 * (size_t)G, sizeof *q->item);
   int64_t all = 0;
   for (int32_t e = 0; e < n; e++) {
     int32_t lo = fewest_within(q->w[e], q->T);
@@ -115,9 +115,8 @@ static int search_open(pair_search *q) {
   if (!q->order || !q->nopt || !q->first || !q->base || !q->pick || !q->got || !q->item ||
       !q->opt)
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
-  int rc = eplb__order_heaviest(q->w, n, q->order);
-  if (rc)
-    return rc;
+  if (eplb__order_heaviest(q->w, n, q->order) != 0) /* its one failure */
+    return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   int64_t fewest = 0;
   int32_t m = 0, nbig = 0;
   for (int32_t k = 0; k < n; k++) {

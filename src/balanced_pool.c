@@ -433,7 +433,7 @@ static void swap_search(pstate *s, double stop) {
   int64_t steps = (int64_t)SWAP_STEPS_PER_SLOT * s->P;
   const int32_t *ord = s->ord, *home = s->pl->home;
   int32_t S = s->S;
-  int32_t *ka = s->lst, *kf = s->lst + S, *jb = s->lst + 2 * S;
+  int32_t *ka = s->lst, *kf = s->lst + S, *jb = s->lst + 2 * (size_t)S;
   double *sbv = s->into;
   order_devices(s);
   for (int64_t it = 0; it < steps; it++) {

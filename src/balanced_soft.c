@@ -628,7 +628,7 @@ static int balance_pairs(const split *sp, int32_t *seg, double *dl, pair_scratch
     for (int32_t d1 = 0; d1 < Gn; d1++)
       for (int32_t d2 = d1 + 1; d2 < Gn; d2++) {
         int32_t h = dl[d1] >= dl[d2] ? d1 : d2, l = h == d1 ? d2 : d1;
-        int32_t *sh = seg + h * S, *sl = seg + l * S;
+        int32_t *sh = seg + (size_t)h * S, *sl = seg + (size_t)l * S;
         double diff = dl[h] - dl[l];
         double bt = diff / 2 - dl[h] * PAIR_MIN_GAIN;
         if (bt <= 0 || (S > PAIR_ALL_MAX_SLOTS && dl[h] <= stop))
@@ -709,7 +709,7 @@ int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N,
   sp.tope = eplb__calloc((size_t)N * (size_t)FOLD_LIST(Gn), sizeof *sp.tope);
   sp.ntop = eplb__calloc((size_t)N, sizeof *sp.ntop);
   sp.fold = eplb__calloc((size_t)N, sizeof *sp.fold);
-  sp.fv = eplb__calloc((size_t)(2 * Gn), sizeof *sp.fv);
+  sp.fv = eplb__calloc(2 * (size_t)Gn, sizeof *sp.fv);
   double *nl = eplb__calloc((size_t)N, sizeof *nl), *dl = eplb__calloc((size_t)Gn, sizeof *dl);
   double *nmx = eplb__calloc((size_t)N, sizeof *nmx);
   unsigned char *done_node = eplb__calloc((size_t)N, 1);
@@ -788,7 +788,7 @@ int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N,
         next = nmx[n];
     if (done_node[top])
       break;
-    done_node[top] = (unsigned char)balance_pairs(&sp, row + top * P, dl, &ps, next);
+    done_node[top] = (unsigned char)balance_pairs(&sp, row + (size_t)top * P, dl, &ps, next);
     nmx[top] = 0;
     for (int32_t d = 0; d < Gn; d++)
       nmx[top] = dl[d] > nmx[top] ? dl[d] : nmx[top];

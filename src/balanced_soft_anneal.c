@@ -83,7 +83,7 @@ static int dev_holds(const anneal *a, int32_t d, int32_t e, int32_t upto) {
 static double exchange_gain(const anneal *a, int32_t h, int32_t l, int32_t i1, int32_t i2,
                             int32_t j1, int32_t j2, int *ok) {
   int32_t S = a->S;
-  const int32_t *sh = a->sl + h * S, *sl = a->sl + l * S;
+  const int32_t *sh = a->sl + (size_t)h * S, *sl = a->sl + (size_t)l * S;
   int32_t a1 = sh[i1], a2 = sh[i2], b1 = sl[j1], b2 = sl[j2];
   double t = rsize(a, a1) - rsize(a, b1);
   if (i2 != i1)
@@ -101,7 +101,7 @@ static double exchange_gain(const anneal *a, int32_t h, int32_t l, int32_t i1, i
 /* Applies the exchange of exchange_gain, which moves t of load from h to l. */
 static void exchange_apply(anneal *a, int32_t h, int32_t l, int32_t i1, int32_t i2, int32_t j1,
                            int32_t j2, double t) {
-  int32_t S = a->S, *sh = a->sl + h * S, *sl = a->sl + l * S, x = sh[i1];
+  int32_t S = a->S, *sh = a->sl + (size_t)h * S, *sl = a->sl + (size_t)l * S, x = sh[i1];
   sh[i1] = sl[j1];
   sl[j1] = x;
   if (i2 != i1) {

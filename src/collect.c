@@ -115,7 +115,7 @@ static void fold(uint64_t *row, const uint16_t *h, uint32_t e) {
                                                                                               \
   static size_t count##W##_split(uint64_t *row, const ID *ids, size_t n, UID e) {             \
     uint16_t h[SPLIT_WAYS * SPLIT_MAX_EXPERTS];                                               \
-    uint16_t *h0 = h, *h1 = h + e, *h2 = h + 2 * e, *h3 = h + 3 * e;                          \
+    uint16_t *h0 = h, *h1 = h + e, *h2 = h + 2 * (size_t)e, *h3 = h + 3 * (size_t)e;          \
     for (size_t start = 0; start < n; start += SPLIT_CHUNK) {                                 \
       size_t end = n - start < SPLIT_CHUNK ? n : start + SPLIT_CHUNK, i = start;              \
       memset(h, 0, sizeof *h * SPLIT_WAYS * e);                                               \

@@ -25,9 +25,20 @@
 
 /* ---- errors (error.c) ---- */
 
+/* Records a one-line detail message for this thread (printf-style); returns 0. */
+EPLB__INTERNAL int eplb__err_msg(const char *fmt, ...) EPLB__PRINTF(1, 2);
+
+/* Returns `code` (what eplb__err() gives back once the message is recorded). */
+static inline int eplb__err_code(int code, int recorded) {
+  (void)recorded;
+  return code;
+}
+
 /* Records a one-line detail message for this thread and returns `code`, so a failure reads
- * `return eplb__err(EPLB_EFORMAT, "%s: layer \"%s\": not an object", name, key);`. */
-EPLB__INTERNAL int eplb__err(int code, const char *fmt, ...) EPLB__PRINTF(2, 3);
+ * `return eplb__err(EPLB_EFORMAT, "%s: layer \"%s\": not an object", name, key);`. A macro
+ * over a plain inline function, so that code readers (clang's analyzer among them) see that the
+ * result is `code`, evaluated once, and never mistake a failure path for a success. */
+#define eplb__err(code, ...) eplb__err_code((code), eplb__err_msg(__VA_ARGS__))
 
 /* ---- memory (util.c) ---- */
 

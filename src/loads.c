@@ -254,23 +254,32 @@ static int add_seed(acc *a, json_t *root, const char *name) {
   return 0;
 }
 
-/* Adds one row of SGLang counts (a JSON array of numbers) to layer `lid`. */
-static int add_sglang_row(acc *a, int64_t lid, json_t *row, const char *name, size_t pass) {
+/* Adds one row of SGLang counts (a JSON array of numbers) to layer `lid`. `pass` is 0 for a
+ * 2-D dump, else the pass index + 1 (for messages). A dump is dense: every row holds one count
+ * per expert, so a row whose length differs from `width` (the first row's) is refused, naming
+ * the row, rather than read as if the missing experts had 0 tokens. */
+static int add_sglang_row(acc *a, int64_t lid, json_t *row, const char *name, size_t pass,
+                          size_t width) {
   char where[512];
+  if (pass)
+    snprintf(where, sizeof where, "%s: %s[%zu][%" PRId64 "]", name, EPLB__SGLANG_KEY, pass - 1,
+             lid);
+  else
+    snprintf(where, sizeof where, "%s: %s[%" PRId64 "]", name, EPLB__SGLANG_KEY, lid);
   if (!json_is_array(row))
-    return eplb__err(EPLB_EFORMAT, "%s: %s[%" PRId64 "]: expected an array of counts", name,
-                     EPLB__SGLANG_KEY, lid);
+    return eplb__err(EPLB_EFORMAT, "%s: expected an array of counts", where);
+  if (json_array_size(row) != width)
+    return eplb__err(EPLB_EFORMAT, "%s: %zu counts, but the first row has %zu (rows of different "
+                                   "lengths: a damaged dump)",
+                     where, json_array_size(row), width);
   acc_layer *l = acc_layer_get(a, lid);
   if (!l)
     return eplb__err(EPLB_ENOMEM, "%s: out of memory", name);
   size_t e;
   json_t *v;
+  size_t base = strlen(where);
   json_array_foreach(row, e, v) {
-    if (pass)
-      snprintf(where, sizeof where, "%s: %s[%zu][%" PRId64 "][%zu]", name, EPLB__SGLANG_KEY,
-               pass - 1, lid, e);
-    else
-      snprintf(where, sizeof where, "%s: %s[%" PRId64 "][%zu]", name, EPLB__SGLANG_KEY, lid, e);
+    snprintf(where + base, sizeof where - base, "[%zu]", e);
     int rc = acc_add(a, l, (int64_t)e, v, where);
     if (rc)
       return rc;
@@ -279,7 +288,9 @@ static int add_sglang_row(acc *a, int64_t lid, json_t *row, const char *name, si
 }
 
 /* Adds SGLang's dump {"logical_count": [[...], ...]} (rows are layers 0..L-1). A 3-D array
- * [pass][layer][expert] (one matrix per recorded forward pass) is summed over passes. */
+ * [pass][layer][expert] (one matrix per recorded forward pass) is summed over passes; every
+ * pass must have the first pass's shape (layers and experts), every row the first row's
+ * length. */
 static int add_sglang(acc *a, json_t *lc, const char *name) {
   if (!json_is_array(lc) || json_array_size(lc) == 0)
     return eplb__err(EPLB_EFORMAT, "%s: %s: expected a non-empty array of per-layer rows", name,
@@ -287,6 +298,8 @@ static int add_sglang(acc *a, json_t *lc, const char *name) {
   json_t *first = json_array_get(lc, 0);
   int three_d = json_is_array(first) && json_array_size(first) > 0 &&
                 json_is_array(json_array_get(first, 0));
+  size_t layers = three_d ? json_array_size(first) : json_array_size(lc);
+  size_t width = json_array_size(three_d ? json_array_get(first, 0) : first);
   size_t i;
   json_t *row;
   json_array_foreach(lc, i, row) {
@@ -295,13 +308,17 @@ static int add_sglang(acc *a, json_t *lc, const char *name) {
       if (!json_is_array(row))
         return eplb__err(EPLB_EFORMAT, "%s: %s[%zu]: expected an array of per-layer rows", name,
                          EPLB__SGLANG_KEY, i);
+      if (json_array_size(row) != layers)
+        return eplb__err(EPLB_EFORMAT, "%s: %s[%zu]: %zu layers, but the first pass has %zu "
+                                       "(passes of different shapes: a damaged dump)",
+                         name, EPLB__SGLANG_KEY, i, json_array_size(row), layers);
       size_t l;
       json_t *r;
       json_array_foreach(row, l, r) {
-        if ((rc = add_sglang_row(a, (int64_t)l, r, name, i + 1)))
+        if ((rc = add_sglang_row(a, (int64_t)l, r, name, i + 1, width)))
           return rc;
       }
-    } else if ((rc = add_sglang_row(a, (int64_t)i, row, name, 0))) {
+    } else if ((rc = add_sglang_row(a, (int64_t)i, row, name, 0, width))) {
       return rc;
     }
   }

@@ -211,6 +211,59 @@ static int map_fill(json_t *root, const char *path, int64_t num_experts, eplb_pl
   return 0;
 }
 
+/* Checks that the integer array `v` (the full format's `key` of layer `l`) holds exactly
+ * want[0..n). */
+static int check_ints(const json_t *v, const char *key, const int32_t *want, size_t n,
+                      const char *path, size_t l, const char *what) {
+  if (!json_is_array(v) || json_array_size(v) != n)
+    return eplb__err(EPLB_EFORMAT, "%s: layer_list[%zu].%s: expected an array of %zu integers "
+                                   "(%s)",
+                     path, l, key, n, what);
+  for (size_t i = 0; i < n; i++) {
+    json_t *x = json_array_get(v, i);
+    if (!json_is_integer(x) || json_integer_value(x) != want[i])
+      return eplb__err(EPLB_EFORMAT, "%s: layer_list[%zu].%s[%zu]: %s%" PRId64 " disagrees with "
+                                     "device_list, which gives %d",
+                       path, l, key, i, json_is_integer(x) ? "" : "not an integer, ",
+                       json_is_integer(x) ? (int64_t)json_integer_value(x) : (int64_t)0, want[i]);
+  }
+  return 0;
+}
+
+/* The full format repeats each layer's placement as phy2log, logcnt and log2phy. When a layer
+ * has them they must agree with its device_list (which is what is read): a map whose copies
+ * disagree is damaged, and a reader trusting the other copy would route differently. */
+static int check_full_index(json_t *root, const char *path, const eplb_placement *p) {
+  json_t *list = json_object_get(root, "layer_list");
+  int32_t R = p->num_slots, E = p->num_experts, X = p->max_replicas;
+  for (size_t l = 0; l < json_array_size(list); l++) {
+    json_t *layer = json_array_get(list, l), *v;
+    int rc = 0;
+    if ((v = json_object_get(layer, "phy2log")) != NULL)
+      rc = check_ints(v, "phy2log", p->phy2log + l * (size_t)R, (size_t)R, path, l,
+                      "the expert of every slot");
+    if (!rc && (v = json_object_get(layer, "logcnt")) != NULL)
+      rc = check_ints(v, "logcnt", p->logcnt + l * (size_t)E, (size_t)E, path, l,
+                      "the replicas of every expert");
+    if (!rc && (v = json_object_get(layer, "log2phy")) != NULL) {
+      if (!json_is_array(v) || json_array_size(v) != (size_t)E)
+        return eplb__err(EPLB_EFORMAT, "%s: layer_list[%zu].log2phy: expected one row per "
+                                       "expert (%d)",
+                         path, l, E);
+      for (int32_t e = 0; !rc && e < E; e++) {
+        char key[64];
+        snprintf(key, sizeof key, "log2phy[%d]", e);
+        rc = check_ints(json_array_get(v, (size_t)e), key,
+                        p->log2phy + (l * (size_t)E + (size_t)e) * (size_t)X, (size_t)X, path, l,
+                        "the expert's slots, -1 padded");
+      }
+    }
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
 int eplb_placement_read(const char *path, int64_t num_experts, eplb_placement **out) {
   if (!out)
     return eplb__err(EPLB_EINVAL, "read map: no output");
@@ -238,7 +291,6 @@ int eplb_placement_read(const char *path, int64_t num_experts, eplb_placement **
     rc = eplb_placement_create(L, 1, G * S, G, &p);
   if (!rc)
     rc = map_fill(root, path, num_experts, p, &max_expert);
-  json_decref(root);
   if (!rc && (num_experts > 0 ? num_experts : max_expert + 1) > (int64_t)G * S)
     rc = eplb__err(EPLB_EINVALID, "%s: experts 0..%" PRId64 " cannot all have a replica in %d "
                                   "slots per layer",
@@ -255,6 +307,9 @@ int eplb_placement_read(const char *path, int64_t num_experts, eplb_placement **
     rc = eplb_placement_build_index(p);
   if (!rc)
     rc = eplb_placement_validate(p, 1);
+  if (!rc)
+    rc = check_full_index(root, path, p);
+  json_decref(root);
   if (rc) {
     if (strncmp(eplb_last_error(), path, strlen(path)) != 0) { /* name the file in every error */
       char why[512];

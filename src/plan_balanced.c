@@ -352,7 +352,7 @@ static int plan_soft(const double *w, const eplb_params *pr, int32_t E, eplb__po
       memset(wk->cnt2, 0, (size_t)E * sizeof *wk->cnt2);
       for (int32_t i = 0; i < R; i++)
         wk->cnt2[wk->alt[i]]++;
-      if (memcmp(wk->cnt, wk->cnt2, (size_t)E * sizeof *wk->cnt))
+      if (memcmp(wk->cnt, wk->cnt2, (size_t)E * sizeof *wk->cnt) != 0)
         rc = try_split(w, pr, E, wk, wk->cnt2, wk->alt, row, &best);
     }
   }
@@ -487,6 +487,52 @@ static int plan_layer(const double *w, const eplb_params *pr, eplb_hierarchy h, 
   return 0;
 }
 
+/* ---- the constructive fallback ---- */
+
+/* 1 when device row dev[0..n) holds expert e. */
+static int row_holds(const int32_t *dev, int32_t n, int32_t e) {
+  for (int32_t i = 0; i < n; i++)
+    if (dev[i] == e)
+      return 1;
+  return 0;
+}
+
+/* Fills one layer's row with a plain layout that obeys hierarchy h, for a layer whose search
+ * found no placement although one exists (the greedy packing and its repairs can get stuck:
+ * found by tests/fuzz/fuzz_plan.c at E 16, G 8, 4 slots, N 4, K 8, soft). The groups split
+ * evenly over the nodes (node n's experts are n*E/N .. (n+1)*E/N - 1); each node's experts get
+ * one replica each, dealt over the node's devices in turn; then every device fills its other
+ * slots with experts it lacks, in turn from its own position: the node's experts under strict,
+ * any expert under soft and none. Loads are ignored (the deepseek safety net still runs after).
+ * @return 0, or EPLB_EPARAM when even this split cannot fit (strict needs S <= E/N <= G/N * S,
+ *         soft E/N <= G/N * S, all S <= E). */
+static int fallback_row(const eplb_params *pr, eplb_hierarchy h, int32_t E, int32_t *row) {
+  int32_t G = pr->num_gpus, S = pr->num_replicas / G;
+  int32_t N = h == EPLB_HIER_NONE ? 1 : pr->num_nodes, Gn = G / N, En = E / N;
+  int strict = h == EPLB_HIER_STRICT && N > 1;
+  if (S > E || En > Gn * S || (strict && S > En))
+    return eplb__err(EPLB_EPARAM, "plan balanced: cannot place every replica without "
+                                  "duplicates");
+  for (int32_t n = 0; n < N; n++) {
+    int32_t *node = row + (size_t)n * Gn * S;
+    /* First replicas: home expert i of the node goes to device i % Gn, slot i / Gn. */
+    for (int32_t i = 0; i < En; i++)
+      node[(i % Gn) * S + i / Gn] = n * En + i;
+    for (int32_t d = 0; d < Gn; d++) {
+      int32_t *dev = node + (size_t)d * S;
+      int32_t have = En / Gn + (d < En % Gn);
+      int32_t pool = strict ? En : E, base = strict ? n * En : 0;
+      int32_t start = strict ? d * S : n * En + d * S;
+      for (int32_t t = 0; have < S && t < pool; t++) {
+        int32_t e = base + (start + t) % pool;
+        if (!row_holds(dev, have, e))
+          dev[have++] = e;
+      }
+    }
+  }
+  return 0;
+}
+
 /* ---- the deepseek safety net ---- */
 
 /* The busiest device's load of one phy2log row (every replica carries load / its count). */
@@ -566,6 +612,8 @@ int eplb__plan_balanced(const eplb_loads *loads, const eplb_params *params, eplb
     }
     rc = plan_layer(loads->load + (size_t)l * E, params, h, E, deadline, &wk,
                     p->phy2log + (size_t)l * R);
+    if (rc == EPLB_EPARAM) /* the search got stuck: a plain layout, when one fits */
+      rc = fallback_row(params, h, E, p->phy2log + (size_t)l * R);
   }
   if (!rc)
     rc = deepseek_net(loads, params, h, p, wk.cnt);

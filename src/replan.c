@@ -138,8 +138,8 @@ static void apply_match(const match *m, const int32_t *old_row, const int32_t *n
                         int32_t *out) {
   int32_t S = m->S;
   for (int32_t d = 0; d < m->G; d++) {
-    const int32_t *src = new_row + m->assign[d] * S;
-    int32_t *dst = out + d * S;
+    const int32_t *src = new_row + (size_t)m->assign[d] * S;
+    int32_t *dst = out + (size_t)d * S;
     unsigned char *taken = m->taken;
     memset(taken, 0, (size_t)S);
     for (int32_t s = 0; s < S; s++)

@@ -218,9 +218,11 @@ static int write_svg(FILE *f, void *user) {
           MARGIN, MARGIN + 16, MARGIN + 80, MARGIN + 96, MARGIN + 140, MARGIN + 164, MARGIN + 168,
           MARGIN + 280, MARGIN + 304, MARGIN + 308);
   int rc = 0;
-  for (int32_t l = 0; l < L && !rc; l++)
+  for (int32_t l = 0; l < L && !rc; l++) {
+    int32_t panel_row = l / PANEL_COLS; /* panels fill rows of PANEL_COLS */
     rc = panel(f, j, l, rows[l], MARGIN + (l % PANEL_COLS) * (PANEL_WIDTH + PANEL_GAP),
-               HEADER_HEIGHT + (double)(l / PANEL_COLS) * (PANEL_HEIGHT + PANEL_GAP));
+               HEADER_HEIGHT + (double)panel_row * (PANEL_HEIGHT + PANEL_GAP));
+  }
   if (!rc) {
     heat_map(f, j, rows, heat_y);
     fprintf(f, "</svg>\n");

@@ -225,6 +225,19 @@ static const bad_case bad_cases[] = {
     {"{\"logical_count\": [[1, \"a\"]]}", 0, EPLB_EFORMAT, "logical_count[0][1]"},
     {"{\"logical_count\": [5]}", 0, EPLB_EFORMAT, "logical_count[0]: expected an array"},
     {"{\"0\": {\"0\": 1}, \"logical_count\": [[1]]}", 0, EPLB_EFORMAT, "beside other keys"},
+    /* Damaged dumps: a short row is not an expert with 0 tokens (issue #17). */
+    {"{\"logical_count\": [[1, 2, 3], [4, 5]]}", 0, EPLB_EFORMAT,
+     "logical_count[1]: 2 counts, but the first row has 3"},
+    {"{\"logical_count\": [[1, 2], [3, 4, 5]]}", 0, EPLB_EFORMAT, "logical_count[1]: 3 counts"},
+    {"{\"logical_count\": [[], [1]]}", 0, EPLB_EFORMAT, "logical_count[1]: 1 counts"},
+    {"{\"logical_count\": [[[1, 2], [3, 4]], [[5, 6]]]}", 0, EPLB_EFORMAT,
+     "logical_count[1]: 1 layers, but the first pass has 2"},
+    {"{\"logical_count\": [[[1, 2], [3, 4]], [[5, 6], [7]]]}", 0, EPLB_EFORMAT,
+     "logical_count[1][1]: 1 counts, but the first row has 2"},
+    {"{\"logical_count\": [[[1, 2]], [5]]}", 0, EPLB_EFORMAT,
+     "logical_count[1][0]: expected an array"},
+    {"{\"logical_count\": [[1, \"NaN\"]]}", 0, EPLB_EFORMAT, "logical_count[0][1]: count is a string"},
+    {"{\"0\": {\"1\": \"NaN\"}}", 0, EPLB_EFORMAT, "expert \"1\": count is a string"},
 };
 
 static void every_bad_input_is_rejected_with_file_and_key(void **state) {

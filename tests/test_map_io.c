@@ -152,6 +152,7 @@ static void read_gives_back_what_was_written(void **state) {
   (void)state;
   eplb_placement *p = sample(), *q = NULL;
   assert_int_equal(eplb_placement_write(p, path_of("rt.json"), EPLB_MAP_FULL), 0);
+  /* The full format's index agrees with its device lists, so it reads back (and is checked). */
   assert_int_equal(eplb_placement_read(path_of("rt.json"), 0, &q), 0);
   assert_int_equal(q->num_layers, 2);
   assert_int_equal(q->num_experts, 6);
@@ -210,6 +211,23 @@ static const bad_map bad_maps[] = {
      "is not above the previous layer's"},
     {"{\"moe_layer_count\": 1, \"layer_list\": [{\"layer_id\": 0, \"device_count\": 2}]}",
      "\"device_list\" is missing"},
+    /* Devices whose counts differ in the second layer only (issue #17). */
+    {"{\"moe_layer_count\": 2, \"layer_list\": [" LAYER(0, DEV(0, "[0, 1]") "," DEV(1, "[1, 0]")) ","
+     LAYER(1, DEV(0, "[0, 1, 1]") "," DEV(1, "[0]")) "]}",
+     "layer_list[1].device_list[0]: holds 3 experts, other devices 2"},
+    /* The full format's copies of the placement must agree with device_list. */
+    {"{\"moe_layer_count\": 1, \"layer_list\": [{\"layer_id\": 0, \"device_count\": 2, "
+     "\"device_list\": [" DEV(0, "[0]") "," DEV(1, "[1]") "], \"phy2log\": [1, 0]}]}",
+     "layer_list[0].phy2log[0]: 1 disagrees with device_list, which gives 0"},
+    {"{\"moe_layer_count\": 1, \"layer_list\": [{\"layer_id\": 0, \"device_count\": 2, "
+     "\"device_list\": [" DEV(0, "[0]") "," DEV(1, "[1]") "], \"phy2log\": [0]}]}",
+     "layer_list[0].phy2log: expected an array of 2 integers"},
+    {"{\"moe_layer_count\": 1, \"layer_list\": [{\"layer_id\": 0, \"device_count\": 2, "
+     "\"device_list\": [" DEV(0, "[0]") "," DEV(1, "[1]") "], \"logcnt\": [2, 1]}]}",
+     "layer_list[0].logcnt[0]: 2 disagrees"},
+    {"{\"moe_layer_count\": 1, \"layer_list\": [{\"layer_id\": 0, \"device_count\": 2, "
+     "\"device_list\": [" DEV(0, "[0]") "," DEV(1, "[1]") "], \"log2phy\": [[1], [0]]}]}",
+     "layer_list[0].log2phy[0][0]: 1 disagrees"},
 };
 
 static void read_rejects_bad_maps_naming_file_and_field(void **state) {

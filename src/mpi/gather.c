@@ -167,7 +167,8 @@ static int write_sum(const gather_state *g, const eplb_collector *c, const char 
   eplb_collector_dims(c, &layers, &experts, NULL);
   size_t dlen = strlen(save_dir);
   int slash = save_dir[dlen - 1] != '/';
-  char *path = malloc(dlen + (size_t)slash + sizeof EPLB_TOKEN_FILE);
+  size_t path_size = dlen + (size_t)slash + sizeof EPLB_TOKEN_FILE;
+  char *path = malloc(path_size);
   eplb_collector *sum = eplb_collector_create(layers, experts, 1);
   eplb_loads *loads = NULL;
   int rc = 0;
@@ -178,10 +179,7 @@ static int write_sum(const gather_state *g, const eplb_collector *c, const char 
   if (rc == 0)
     rc = eplb_collector_loads(sum, EPLB_WINDOW_ALL, &loads);
   if (rc == 0) {
-    memcpy(path, save_dir, dlen);
-    if (slash)
-      path[dlen] = '/';
-    memcpy(path + dlen + (size_t)slash, EPLB_TOKEN_FILE, sizeof EPLB_TOKEN_FILE);
+    snprintf(path, path_size, "%s%s%s", save_dir, slash ? "/" : "", EPLB_TOKEN_FILE);
     rc = eplb_loads_write(loads, path);
   }
   eplb_loads_free(loads);

@@ -47,6 +47,10 @@ static int check_plan(eplb__migrator *m) {
   const eplb_transfer *plan = m->plan;
   if (!plan || !plan->xfers || !plan->staged || plan->num_gpus < 1)
     return eplb__err(EPLB_EINVAL, "migrate: no plan");
+  if (plan->from_slots < plan->num_gpus || plan->to_slots < plan->num_gpus)
+    return eplb__err(EPLB_EINVAL, "migrate: the plan gives a device no slot (%d and %d slots, "
+                                  "%d devices)",
+                     plan->from_slots, plan->to_slots, plan->num_gpus);
   if (m->ws->size != plan->num_gpus)
     return eplb__err(EPLB_EINVAL, "migrate: the communicator has %d ranks but the plan %d devices",
                      m->ws->size, plan->num_gpus);
@@ -93,7 +97,7 @@ static int grow_buffers(eplb__migrator *m) {
   if (nreq > ws->req_cap) {
     free(ws->req), free(ws->status), free(ws->done), free(ws->req_slot), free(ws->req_send);
     ws->req_cap = 0;
-    ws->req = eplb__mallocn(nreq, sizeof *ws->req);
+    ws->req = eplb__mallocn(nreq, sizeof(MPI_Request)); /* a handle (a pointer type) */
     ws->status = eplb__mallocn(nreq, sizeof *ws->status);
     ws->done = eplb__mallocn(nreq, sizeof *ws->done);
     ws->req_slot = eplb__mallocn(nreq, sizeof *ws->req_slot);
@@ -193,7 +197,7 @@ static int agree_inputs(const eplb__migrator *m) {
       return eplb__err(EPLB_EINVAL, "migrate: the ranks hold different plans or tensors: %s "
                        "differs (%llu..%llu); every rank must pass the same plan and sizes",
                        INPUT_NAMES[i], (unsigned long long)out[2 * i],
-                       (unsigned long long)~out[2 * i + 1]);
+                       (unsigned long long)(out[2 * i + 1] ^ UINT64_MAX));
   return 0;
 }
 

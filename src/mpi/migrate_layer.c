@@ -111,7 +111,7 @@ static void add_req(eplb__migrator *m, int32_t slot, int send) {
 /* Posts the receives of new local slot i, into the slot. A failed post is retried once; a second
  * failure gives the receive up. */
 static void post_recv(eplb__migrator *m, int32_t l, int32_t i) {
-  const eplb_xfer *x = eplb_transfer_layer(m->plan, l) + m->rank * m->St + i;
+  const eplb_xfer *x = eplb_transfer_layer(m->plan, l) + (size_t)m->rank * m->St + i;
   m->flags[i] |= EPLB__SLOT_POSTED;
   for (size_t t = 0; t < m->n_tensors; t++) {
     void *buf = new_slot(m, t, l, i);
@@ -160,7 +160,7 @@ static void post_send(eplb__migrator *m, int32_t l, const eplb_xfer *x) {
  * (which frees the source slot when it was its last read), or copies the kept slot (out of
  * place). */
 static void fill(eplb__migrator *m, int32_t l, int32_t i) {
-  const eplb_xfer *x = eplb_transfer_layer(m->plan, l) + m->rank * m->St + i;
+  const eplb_xfer *x = eplb_transfer_layer(m->plan, l) + (size_t)m->rank * m->St + i;
   int32_t *f = &m->flags[i];
   if (*f & EPLB__SLOT_POSTED)
     return;
@@ -196,7 +196,7 @@ static void complete(eplb__migrator *m, int32_t l, int q, MPI_Status *st, int er
   int count = 0;
   if (err == MPI_SUCCESS && MPI_Get_count(st, MPI_BYTE, &count) == MPI_SUCCESS && count == 0 &&
       !m->rc) {
-    const eplb_xfer *x = eplb_transfer_layer(m->plan, l) + m->rank * m->St + i;
+    const eplb_xfer *x = eplb_transfer_layer(m->plan, l) + (size_t)m->rank * m->St + i;
     m->rc = eplb__err(EPLB_ECOMM, "migrate: layer %d: rank %d failed (it sent no data for slot %d)",
                       l, x->src_rank, x->dst_slot);
   }
@@ -230,7 +230,7 @@ static void wait_layer(eplb__migrator *m, int32_t l) {
 static void setup(eplb__migrator *m, int32_t l) {
   const eplb_transfer *plan = m->plan;
   const eplb_xfer *x = eplb_transfer_layer(plan, l);
-  const uint8_t *stage = plan->staged + (size_t)l * (size_t)plan->to_slots + m->rank * m->St;
+  const uint8_t *stage = plan->staged + (size_t)l * (size_t)plan->to_slots + (size_t)m->rank * m->St;
   int32_t k = 0;
   for (int32_t i = 0; i < m->St; i++) {
     m->flags[i] = 0;
