@@ -1,7 +1,7 @@
 # The Python package: pytest under ctest, on the build tree's package (plain builds only: the
 # sanitizer build has no package). Each file is one ctest test, labelled python.
 if(TARGET eplb_python)
-  set(EPLB_PY_TESTS eplb readme torch moe_proof)
+  set(EPLB_PY_TESTS eplb readme torch moe_proof rebalancer)
   foreach(name ${EPLB_PY_TESTS})
     set(file ${CMAKE_CURRENT_SOURCE_DIR}/python/test_${name}.py)
     if(NOT EXISTS ${file})
