@@ -17,8 +17,9 @@ DEB_PACKAGES = build-essential cmake pkg-config jq libxml2-utils \
 # And what only the benchmarks need: bench_collect's baseline runs upstream's Python code in an
 # embedded CPython with numpy, bench_pair_optimum.sh runs CBC (the tests never need these).
 BENCH_DEB_PACKAGES = libpython3-dev python3-numpy coinor-cbc
-# The tests run the plan and report CLI tests once under valgrind.
-DEB_PACKAGES += valgrind
+# The tests run the plan and report CLI tests once under valgrind; cli_kill_rank kills root the
+# moment its temp file is created (inotifywait), which polling misses on a loaded machine.
+DEB_PACKAGES += valgrind inotify-tools
 # What `make fuzz` (clang's libFuzzer) and `make lint` (clang-tidy) need besides.
 FUZZ_DEB_PACKAGES = clang libclang-rt-dev clang-tidy
 FUZZ_BUILD ?= build-fuzz

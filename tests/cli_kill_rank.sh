@@ -8,7 +8,8 @@
 #     later it is killed (SIGKILL). Up to 5 rounds, until one kill lands before the write.
 #   - simulate, inside the gather: with a larger matrix (its file takes a while to write), root
 #     (rank 0) is killed as soon as its temp file appears: it has summed the counts and is
-#     writing, the others wait for its verdict (the gather's last collective).
+#     writing, the others wait for its verdict (the gather's last collective). The create is
+#     seen with inotifywait (a watch set before the job starts), polling where it is missing.
 #   - migrate: rank 2 is killed at random moments of the move (4 rounds).
 # A kill can only land after the job's result was complete (root writes after the last exchange;
 # rank 2 may die just after, in MPI_Finalize): such a round must leave the new file complete,
@@ -24,6 +25,7 @@ T=$(mktemp -d /tmp/eplb_cli_kill.XXXXXX)
 job=""
 cleanup() {
   [ -n "$job" ] && kill -KILL "$job" 2>/dev/null
+  [ -n "${inw:-}" ] && kill "$inw" 2>/dev/null
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -86,6 +88,9 @@ reference() {
 victim_up() { v=$(rank_pid "$job" $VICTIM) && [ -n "$v" ]; }
 root_up() { r=$(rank_pid "$job" 0) && [ -n "$r" ]; }
 root_writing() { [ -n "$(ls "$OUT".tmp.* 2>/dev/null)" ]; }
+# without inotifywait: polls, and gives up when the job ended (the write was missed: such a
+# round counts as late, and another round runs)
+root_writing_or_done() { root_writing || ! kill -0 "$job" 2>/dev/null; }
 sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 
 # ---- simulate ----
@@ -106,6 +111,13 @@ for part in stopped inside; do
   during=0
   for round in 1 2 3 4 5; do
     start=$(date +%s)
+    inw=""
+    if [ $part = inside ] && command -v inotifywait >/dev/null; then
+      # root's first act in $T/out is creating its temp file (the result comes in by rename)
+      inotifywait -q -q -t $HANG_LIMIT -e create "$T/out" &
+      inw=$!
+      sleep 0.2 # the watch is set up within milliseconds; mpirun takes longer to start root
+    fi
     timeout $HANG_LIMIT "$MPIRUN" -np $NP --oversubscribe "${run[@]}" >/dev/null 2>"$T/err.$part" &
     job=$!
     if [ $part = stopped ]; then
@@ -114,8 +126,17 @@ for part in stopped inside; do
         kill -STOP "$v" && sleep 2 && kill -KILL "$v" || bad "simulate $part: rank $VICTIM vanished"
     else
       who=0
-      wait_for $HANG_LIMIT root_up && wait_for $HANG_LIMIT root_writing && kill -KILL "$r" ||
-        bad "simulate $part: root never wrote"
+      if wait_for $HANG_LIMIT root_up; then
+        if [ -n "$inw" ]; then  # the watch was set before the job started: blocks until the create
+          wait "$inw"
+        else
+          wait_for $HANG_LIMIT root_writing_or_done
+        fi
+        kill -KILL "$r" 2>/dev/null
+      else
+        bad "simulate $part: root never started"
+      fi
+      inw=""
     fi
     finish "simulate, rank $who killed ($part, round $round)" "$T/previous.json" "$OUT.ref" "$OUT" "$start"
     [ "$landed" = during ] && during=$((during + 1)) && break
