@@ -141,7 +141,8 @@ static void series_free(series *s) {
 
 /* Makes room for one more window named `name`; its loads are set by the caller. */
 static int series_push(series *s, const char *name) {
-  eplb_loads **w = realloc(s->win, (s->n + 1) * sizeof *w);
+  /* an array of handles: the element is the pointer, as sizeof *w says */
+  eplb_loads **w = realloc(s->win, (s->n + 1) * sizeof *w); // NOLINT(bugprone-sizeof-expression)
   if (!w)
     return EPLB_ENOMEM;
   s->win = w;
@@ -174,7 +175,7 @@ static int read_folder(const char *dir, series *s) {
   struct dirent *de;
   while (!status && (de = readdir(d))) {
     size_t len = strlen(de->d_name);
-    if (len < 6 || strcmp(de->d_name + len - 5, ".json"))
+    if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
       continue;
     char path[PATH_LEN];
     struct stat st;
@@ -465,8 +466,8 @@ static void print_table(const series *s, const replay_args *a, const window_row 
   printf("overall max/mean is the mean over windows; copies are the expert weights the re-plan "
          "after the window moves.\n");
   printf("bytes moved: online %lld, scratch %lld (%lld re-plans, %lld bytes per copy)\n",
-         (long long)(tot->online_copies * a->expert_bytes),
-         (long long)(tot->scratch_copies * a->expert_bytes), (long long)tot->replans,
+         (long long)tot->online_copies * a->expert_bytes,
+         (long long)tot->scratch_copies * a->expert_bytes, (long long)tot->replans,
          (long long)a->expert_bytes);
 }
 

@@ -278,8 +278,8 @@ int eplb_rebalance(const eplb_loads *loads, const eplb_params *params, const epl
   /* Which layers are in play: first all, planned within the budget; then, while some layer in
    * play misses the threshold, those that made it again with the whole budget. A layer dropped
    * once stays dropped, so this ends within L rounds. */
-  int32_t n = L;
-  for (int32_t l = 0; l < L; l++)
+  int32_t n = rc ? 0 : L;
+  for (int32_t l = 0; l < n; l++)
     rows[l] = l;
   while (!rc && n > 0) {
     rc = plan_rows(loads, params, cur, rows, n, opts->max_moves, cand, r->candidate_max_over_mean,
