@@ -71,6 +71,11 @@ def local_weights(placement, rank, hidden, ffn):
     return out
 
 
+def tensor_bytes(t):
+    """A tensor's bytes, to compare weights byte for byte."""
+    return t.contiguous().view(torch.uint8).numpy().tobytes()
+
+
 def tokens(num_tokens, hidden, seed=12345):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(num_tokens, hidden, generator=g, dtype=torch.float64)

@@ -26,7 +26,8 @@ import torch.distributed as dist
 
 import eplb
 import eplb.torch as et
-from moe_util import Router, expert_weights, forward, local_weights, spawn, tokens
+from moe_util import (Router, expert_weights, forward, local_weights, spawn, tensor_bytes,
+                      tokens)
 
 L, E, K, H, F = 4, 16, 2, 64, 32     # layers, experts, top-k, hidden, expert ffn width
 TOKENS_PER_RANK = 256
@@ -44,10 +45,6 @@ def _sum(v):
     t = torch.tensor([int(v)], dtype=torch.int64)
     dist.all_reduce(t)
     return int(t.item())
-
-
-def _bytes(t):
-    return t.contiguous().view(torch.uint8).numpy().tobytes()
 
 
 def proof(rank, world, mode, folder):
@@ -109,7 +106,7 @@ def proof(rank, world, mode, folder):
         for j in range(S):
             e = int(m.phy2log[l, rank * S + j])
             for i, orig in enumerate(expert_weights(l, e, H, F)):
-                assert _bytes(weights[l][i][j]) == _bytes(orig), \
+                assert tensor_bytes(weights[l][i][j]) == tensor_bytes(orig), \
                     f"layer {l} slot {rank * S + j} tensor {i}: not expert {e}'s weights"
 
     # Copies over the network: exactly the transfer plan's receives.

@@ -28,7 +28,8 @@ import torch.distributed as dist
 
 import eplb
 import eplb.torch as et
-from moe_util import Router, expert_weights, hot_experts, local_weights, moe_layer, spawn
+from moe_util import (Router, expert_weights, forward, hot_experts, local_weights, spawn,
+                      tensor_bytes, tokens)
 
 L, E, K, H, F = 2, 16, 2, 32, 16     # layers, experts, top-k, hidden, expert ffn width
 WORLD = 4
@@ -44,11 +45,6 @@ def _skew(routers, phase):
         r.bias.zero_()
         for e, b in zip(hot_experts(l, E), (2.5, 2.5, 1.5)):
             r.bias[(e + 5 * phase) % E] += b
-
-
-def _batch(step, rank):
-    g = torch.Generator().manual_seed(1_000_003 * step + rank)
-    return torch.randn(TOKENS, H, generator=g, dtype=torch.float64)
 
 
 def _reference(x, routers, experts):
@@ -67,10 +63,6 @@ def _reference(x, routers, experts):
     return x, ids_all
 
 
-def _bytes(t):
-    return t.contiguous().view(torch.uint8).numpy().tobytes()
-
-
 def _busiest_over_mean(computed):
     """computed: this rank's rows per layer; returns max/mean over ranks, per layer."""
     t = torch.tensor(computed, dtype=torch.int64)
@@ -86,7 +78,7 @@ def serve(rank, world, drift, layers_per_step, rebalance):
     S = old.slots_per_gpu
     routers = [Router(l, H, E, K) for l in range(L)]
     experts = [[expert_weights(l, e, H, F) for e in range(E)] for l in range(L)]
-    expert_bytes = [[[_bytes(t) for t in experts[l][e]] for e in range(E)] for l in range(L)]
+    expert_bytes = [[[tensor_bytes(t) for t in experts[l][e]] for e in range(E)] for l in range(L)]
     weights = local_weights(old, rank, H, F)
     rec = et.Recorder(L, E, num_windows=WINDOWS)
     hooks = [et.hook(r, l, rec) for l, r in enumerate(routers)]
@@ -98,13 +90,8 @@ def serve(rank, world, drift, layers_per_step, rebalance):
     for step in range(STEPS):
         _skew(routers, step // PHASE if drift else 0)
         placement = rb.placement if rb else old
-        x0 = _batch(step, rank)
-        x = x0
-        computed, ids = [], []
-        for l in range(L):
-            x, i, c = moe_layer(x, l, routers[l], weights, placement)
-            computed.append(c)
-            ids.append(i)
+        x0 = tokens(TOKENS, H, seed=1_000_003 * step + rank)   # a fresh batch per step
+        x, ids, computed = forward(x0, routers, weights, placement)
         ref, ref_ids = _reference(x0, routers, experts)
         for l in range(L):
             assert torch.equal(ids[l], ref_ids[l]), f"step {step} layer {l}: other experts"
@@ -128,7 +115,7 @@ def serve(rank, world, drift, layers_per_step, rebalance):
             for j in range(S):
                 e = int(m.phy2log[l, rank * S + j])
                 for i in range(2):
-                    assert _bytes(weights[l][i][j]) == expert_bytes[l][e][i], \
+                    assert tensor_bytes(weights[l][i][j]) == expert_bytes[l][e][i], \
                         f"after step {step + 1}: layer {l} slot {rank * S + j} is not expert {e}"
     fig["seconds"] = time.perf_counter() - t0
     for h in hooks:
