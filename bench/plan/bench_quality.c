@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "eplb.h"
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 #include "core/eplb_rand.h"
 #include "test_oracles.h"
 

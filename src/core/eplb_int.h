@@ -47,6 +47,24 @@ void *eplb__calloc(size_t n, size_t size);
 /* malloc(n * size) with the same overflow check. */
 EPLB__INTERNAL void *eplb__mallocn(size_t n, size_t size);
 
+/* Scratch arrays of one computation, freed together: a search that needs a dozen arrays takes
+ * each with eplb__take() and checks once, instead of a calloc, a test and a free per array.
+ *   eplb__scratch sc = {0};
+ *   double *load = eplb__take(&sc, G, sizeof *load);
+ *   int32_t *fill = eplb__take(&sc, G, sizeof *fill);
+ *   if (sc.failed) ...   (ENOMEM; eplb__scratch_free(&sc) is still needed)
+ *   eplb__scratch_free(&sc); */
+typedef struct eplb__scratch {
+  void *head;  /* the blocks taken, newest first */
+  int failed;  /* an eplb__take() ran out of memory (it returned NULL) */
+} eplb__scratch;
+
+/* A zeroed array of n items of `size` bytes (n == 0 gives a valid pointer), owned by sc; NULL,
+ * with sc->failed set, when out of memory or n * size overflows. */
+void *eplb__take(eplb__scratch *sc, size_t n, size_t size);
+/* Frees every array sc owns; sc can be used again. */
+void eplb__scratch_free(eplb__scratch *sc);
+
 /* An expert and a load, for sorting (the comparison reads the load from the item itself, so no
  * static context is needed). */
 typedef struct eplb__keyed {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +49,38 @@ void *eplb__mallocn(size_t n, size_t size) {
   if (n > SIZE_MAX / size)
     return NULL;
   return malloc(n * size);
+}
+
+/* ---- scratch ---- */
+
+/* A block of scratch: its header, then the array (aligned for any type). */
+typedef union scratch_block {
+  void *next;
+  max_align_t align;
+} scratch_block;
+
+void *eplb__take(eplb__scratch *sc, size_t n, size_t size) {
+  if (size && n > (SIZE_MAX - sizeof(scratch_block)) / size) {
+    sc->failed = 1;
+    return NULL;
+  }
+  scratch_block *b = calloc(1, sizeof *b + n * size);
+  if (!b) {
+    sc->failed = 1;
+    return NULL;
+  }
+  b->next = sc->head;
+  sc->head = b;
+  return b + 1;
+}
+
+void eplb__scratch_free(eplb__scratch *sc) {
+  while (sc->head) {
+    scratch_block *b = sc->head;
+    sc->head = b->next;
+    free(b);
+  }
+  sc->failed = 0;
 }
 
 /* ---- files ---- */

@@ -179,6 +179,7 @@ static void multi_search(multi *m, int32_t l, int32_t *row, double *mx_scratch) 
 /* Plans the sum, then (mean, max) picks the best candidate per layer and swap-searches it. */
 int eplb_plan_multi(const eplb_loads *const *inputs, size_t n, const eplb_params *params,
                     eplb_objective objective_kind, eplb_placement **out) {
+  eplb__scratch sc = {0};
   if (!out)
     return eplb__err(EPLB_EINVAL, "plan multi: no output");
   *out = NULL;
@@ -207,12 +208,13 @@ int eplb_plan_multi(const eplb_loads *const *inputs, size_t n, const eplb_params
            ? eplb_params_mode(params) == EPLB_MODE_HIERARCHICAL
            : eplb_params_hierarchy(params) != EPLB_HIER_NONE))
     m.nodes = params->num_nodes;
-  m.cnt = eplb__calloc((size_t)E, sizeof *m.cnt);
-  m.load = eplb__calloc(n * (size_t)G, sizeof *m.load);
-  m.has = eplb__calloc((size_t)G * (size_t)E, 1);
-  m.top = eplb__calloc(n * 3, sizeof *m.top);
-  double *mx = eplb__calloc(n, sizeof *mx), *score = eplb__calloc((size_t)L, sizeof *score);
-  if (!m.cnt || !m.load || !m.has || !m.top || !mx || !score)
+  m.cnt = eplb__take(&sc, (size_t)E, sizeof *m.cnt);
+  m.load = eplb__take(&sc, n * (size_t)G, sizeof *m.load);
+  m.has = eplb__take(&sc, (size_t)G * (size_t)E, 1);
+  m.top = eplb__take(&sc, n * 3, sizeof *m.top);
+  double *mx = eplb__take(&sc, n, sizeof *mx);
+  double *score = eplb__take(&sc, (size_t)L, sizeof *score);
+  if (sc.failed)
     rc = eplb__err(EPLB_ENOMEM, "plan multi: out of memory");
   for (int32_t l = 0; !rc && l < L; l++) {
     load_row(&m, l, best->phy2log + (size_t)l * R);
@@ -248,12 +250,7 @@ int eplb_plan_multi(const eplb_loads *const *inputs, size_t n, const eplb_params
   if (!rc)
     rc = eplb_placement_validate(best, params->policy == EPLB_POLICY_DEEPSEEK &&
                                            params->allow_duplicates);
-  free(m.cnt);
-  free(m.load);
-  free(m.has);
-  free(m.top);
-  free(mx);
-  free(score);
+  eplb__scratch_free(&sc);
   eplb_loads_free(sum);
   if (rc) {
     eplb_placement_free(best);

@@ -346,21 +346,22 @@ static void spend_budget(curve *cv, int32_t L, int64_t budget) {
  * budget buys. @return 0 or EPLB_ENOMEM. */
 static int apply_budget(const eplb_loads *loads, const eplb_placement *old, eplb_placement *fresh,
                         int32_t nodes, int64_t budget) {
+  eplb__scratch sc = {0};
   int32_t L = fresh->num_layers, R = fresh->num_slots, G = fresh->num_gpus, E = fresh->num_experts;
   int32_t pts = CURVE_STEPS + 2;
-  curve *cv = eplb__calloc((size_t)L, sizeof *cv);
+  curve *cv = eplb__take(&sc, (size_t)L, sizeof *cv);
   curve_work c = {NULL, R, G, R / G, E, G / nodes, NULL, NULL, NULL, NULL, NULL};
-  c.cnt = eplb__calloc((size_t)E, sizeof *c.cnt);
-  c.mix = eplb__calloc((size_t)R, sizeof *c.mix);
-  c.load = eplb__calloc((size_t)G, sizeof *c.load);
-  c.on = eplb__calloc((size_t)G * (size_t)E, 1);
-  c.shortlist = eplb__calloc(SHORTLIST, sizeof *c.shortlist);
-  int rc = (!cv || !c.cnt || !c.mix || !c.load || !c.on || !c.shortlist) ? EPLB_ENOMEM : 0;
+  c.cnt = eplb__take(&sc, (size_t)E, sizeof *c.cnt);
+  c.mix = eplb__take(&sc, (size_t)R, sizeof *c.mix);
+  c.load = eplb__take(&sc, (size_t)G, sizeof *c.load);
+  c.on = eplb__take(&sc, (size_t)G * (size_t)E, 1);
+  c.shortlist = eplb__take(&sc, SHORTLIST, sizeof *c.shortlist);
+  int rc = sc.failed ? EPLB_ENOMEM : 0;
   for (int32_t l = 0; !rc && l < L; l++) {
-    cv[l].moves = eplb__calloc((size_t)pts, sizeof *cv[l].moves);
-    cv[l].busy = eplb__calloc((size_t)pts, sizeof *cv[l].busy);
-    cv[l].rows = eplb__calloc((size_t)pts * (size_t)R, sizeof *cv[l].rows);
-    if (!cv[l].moves || !cv[l].busy || !cv[l].rows) {
+    cv[l].moves = eplb__take(&sc, (size_t)pts, sizeof *cv[l].moves);
+    cv[l].busy = eplb__take(&sc, (size_t)pts, sizeof *cv[l].busy);
+    cv[l].rows = eplb__take(&sc, (size_t)pts * (size_t)R, sizeof *cv[l].rows);
+    if (sc.failed) {
       rc = EPLB_ENOMEM;
       break;
     }
@@ -373,17 +374,7 @@ static int apply_budget(const eplb_loads *loads, const eplb_placement *old, eplb
       memcpy(fresh->phy2log + (size_t)l * R, cv[l].rows + (size_t)cv[l].at * R,
              (size_t)R * sizeof *fresh->phy2log);
   }
-  for (int32_t l = 0; cv && l < L; l++) {
-    free(cv[l].moves);
-    free(cv[l].busy);
-    free(cv[l].rows);
-  }
-  free(cv);
-  free(c.cnt);
-  free(c.mix);
-  free(c.load);
-  free(c.on);
-  free(c.shortlist);
+  eplb__scratch_free(&sc);
   return rc ? eplb__err(EPLB_ENOMEM, "replan: out of memory") : 0;
 }
 
@@ -413,6 +404,7 @@ static int check_old(const eplb_loads *loads, const eplb_params *pr, const eplb_
 /* Plans fresh, matches every layer to the old map, then spends the budget if there is one. */
 int eplb_plan_replan(const eplb_loads *loads, const eplb_params *params,
                      const eplb_placement *old, int64_t max_moves, eplb_placement **out) {
+  eplb__scratch sc = {0};
   if (!out)
     return eplb__err(EPLB_EINVAL, "replan: no output");
   *out = NULL;
@@ -435,15 +427,15 @@ int eplb_plan_replan(const eplb_loads *loads, const eplb_params *params,
     m.nodes = params->num_nodes;
     m.Gn = G / m.nodes;
   }
-  m.on = eplb__calloc((size_t)G * (size_t)E, 1);
-  m.gain = eplb__calloc((size_t)G * (size_t)G, sizeof *m.gain);
-  m.assign = eplb__calloc((size_t)G, sizeof *m.assign);
-  m.node_of = eplb__calloc((size_t)m.nodes, sizeof *m.node_of);
-  m.ngain = eplb__calloc((size_t)m.nodes * (size_t)m.nodes, sizeof *m.ngain);
-  m.tmp = eplb__calloc((size_t)G, sizeof *m.tmp);
-  m.taken = eplb__calloc((size_t)m.S, 1);
-  m.out = eplb__calloc((size_t)R, sizeof *m.out);
-  if (!m.on || !m.gain || !m.assign || !m.node_of || !m.ngain || !m.tmp || !m.taken || !m.out)
+  m.on = eplb__take(&sc, (size_t)G * (size_t)E, 1);
+  m.gain = eplb__take(&sc, (size_t)G * (size_t)G, sizeof *m.gain);
+  m.assign = eplb__take(&sc, (size_t)G, sizeof *m.assign);
+  m.node_of = eplb__take(&sc, (size_t)m.nodes, sizeof *m.node_of);
+  m.ngain = eplb__take(&sc, (size_t)m.nodes * (size_t)m.nodes, sizeof *m.ngain);
+  m.tmp = eplb__take(&sc, (size_t)G, sizeof *m.tmp);
+  m.taken = eplb__take(&sc, (size_t)m.S, 1);
+  m.out = eplb__take(&sc, (size_t)R, sizeof *m.out);
+  if (sc.failed)
     rc = eplb__err(EPLB_ENOMEM, "replan: out of memory");
   for (int32_t l = 0; !rc && l < L; l++)
     rc = match_layer(&m, old->phy2log + (size_t)l * R, fresh->phy2log + (size_t)l * R);
@@ -454,14 +446,7 @@ int eplb_plan_replan(const eplb_loads *loads, const eplb_params *params,
   if (!rc)
     rc = eplb_placement_validate(fresh, params->policy == EPLB_POLICY_DEEPSEEK &&
                                             params->allow_duplicates);
-  free(m.on);
-  free(m.gain);
-  free(m.assign);
-  free(m.node_of);
-  free(m.ngain);
-  free(m.tmp);
-  free(m.taken);
-  free(m.out);
+  eplb__scratch_free(&sc);
   if (rc) {
     eplb_placement_free(fresh);
     return rc;

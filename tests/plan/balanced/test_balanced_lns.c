@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 #include "core/eplb_rand.h"
 #include "test_oracles.h"
 #include "pair_pools.h"

@@ -15,7 +15,7 @@
 
 #include <cmocka.h>
 
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 #include "core/eplb_rand.h"
 
 /* Tiny shapes: 2 nodes, 2 groups. */

@@ -16,7 +16,7 @@
 
 #include "eplb.h"
 #include "core/eplb_rand.h"
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 
 /* Random layers checked. */
 #define CASES 8

@@ -19,7 +19,7 @@
 #include <cmocka.h>
 
 #include "core/eplb_rand.h"
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 
 /* Random layers checked. */
 #define CASES 400

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 
 /* Swap-search steps per replica of the pool (a deterministic cap; the search usually stops far
  * earlier, when no swap helps). */
@@ -106,26 +106,12 @@ typedef struct pstate {
   double *into;         /* [P] swap search: sizes of one device's replicas that may move */
   int32_t *lst;         /* [3*S] swap search: slot lists of the busiest device and a partner */
   int32_t *blk;         /* [G] block of each device (0 without a home rule) */
+  eplb__scratch sc;     /* owns the arrays above */
 } pstate;
 
 /* Releases the state's arrays. */
 static void state_free(pstate *s) {
-  free(s->cnt);
-  free(s->size);
-  free(s->slot);
-  free(s->anch);
-  free(s->fill);
-  free(s->load);
-  free(s->has);
-  free(s->pending);
-  free(s->freeb);
-  free(s->items);
-  free(s->ord);
-  free(s->dpos);
-  free(s->avail);
-  free(s->into);
-  free(s->lst);
-  free(s->blk);
+  eplb__scratch_free(&s->sc);
 }
 
 /* Allocates the state's arrays for a pool. @return 0 or EPLB_ENOMEM. */
@@ -137,25 +123,24 @@ static int state_init(pstate *s, const eplb__pool *pl) {
   s->S = pl->slots;
   s->P = pl->ndev * pl->slots;
   size_t nb = pl->home ? (size_t)(pl->ndev / pl->block_size) : 1;
-  s->cnt = eplb__calloc((size_t)s->n, sizeof *s->cnt);
-  s->size = eplb__calloc((size_t)s->n, sizeof *s->size);
-  s->slot = eplb__calloc((size_t)s->P, sizeof *s->slot);
-  s->anch = eplb__calloc((size_t)s->P, 1);
-  s->fill = eplb__calloc((size_t)s->G, sizeof *s->fill);
-  s->load = eplb__calloc((size_t)s->G, sizeof *s->load);
-  s->has = eplb__calloc((size_t)s->G * (size_t)s->n, 1);
-  s->pending = eplb__calloc(nb, sizeof *s->pending);
-  s->freeb = eplb__calloc(nb, sizeof *s->freeb);
-  s->items = eplb__calloc((size_t)s->P, sizeof *s->items);
-  s->ord = eplb__calloc((size_t)s->G, sizeof *s->ord);
-  s->dpos = eplb__calloc((size_t)s->G, sizeof *s->dpos);
-  s->avail = eplb__calloc((size_t)s->G, sizeof *s->avail);
-  s->into = eplb__calloc((size_t)s->P, sizeof *s->into);
-  s->lst = eplb__calloc((size_t)s->S * 3, sizeof *s->lst);
-  s->blk = eplb__calloc((size_t)s->G, sizeof *s->blk);
-  if (!s->cnt || !s->size || !s->slot || !s->anch || !s->fill || !s->load || !s->has ||
-      !s->pending || !s->freeb || !s->items || !s->ord || !s->dpos || !s->avail ||
-      !s->into || !s->lst || !s->blk) {
+  eplb__scratch *sc = &s->sc;
+  s->cnt = eplb__take(sc, (size_t)s->n, sizeof *s->cnt);
+  s->size = eplb__take(sc, (size_t)s->n, sizeof *s->size);
+  s->slot = eplb__take(sc, (size_t)s->P, sizeof *s->slot);
+  s->anch = eplb__take(sc, (size_t)s->P, 1);
+  s->fill = eplb__take(sc, (size_t)s->G, sizeof *s->fill);
+  s->load = eplb__take(sc, (size_t)s->G, sizeof *s->load);
+  s->has = eplb__take(sc, (size_t)s->G * (size_t)s->n, 1);
+  s->pending = eplb__take(sc, nb, sizeof *s->pending);
+  s->freeb = eplb__take(sc, nb, sizeof *s->freeb);
+  s->items = eplb__take(sc, (size_t)s->P, sizeof *s->items);
+  s->ord = eplb__take(sc, (size_t)s->G, sizeof *s->ord);
+  s->dpos = eplb__take(sc, (size_t)s->G, sizeof *s->dpos);
+  s->avail = eplb__take(sc, (size_t)s->G, sizeof *s->avail);
+  s->into = eplb__take(sc, (size_t)s->P, sizeof *s->into);
+  s->lst = eplb__take(sc, (size_t)s->S * 3, sizeof *s->lst);
+  s->blk = eplb__take(sc, (size_t)s->G, sizeof *s->blk);
+  if (sc->failed) {
     state_free(s);
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   }
@@ -613,10 +598,7 @@ static int32_t near_top(const pstate *s, double m) {
 static int count_rounds(pstate *s, pstate *save, double stop) {
   if (s->pl->fixed_counts)
     return 0;
-  int32_t tries = 0;
-  int32_t *donors = eplb__calloc((size_t)DONOR_TRIES, sizeof *donors);
-  if (!donors)
-    return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+  int32_t tries = 0, donors[DONOR_TRIES];
   int rc = 0;
   while (tries < s->pl->max_rounds) {
     int32_t a = busiest(s);
@@ -668,7 +650,6 @@ static int count_rounds(pstate *s, pstate *save, double stop) {
     if (!improved)
       break;
   }
-  free(donors);
   return rc;
 }
 
@@ -728,17 +709,139 @@ static int load_plan(pstate *s, const int32_t *slot_expert) {
   return rc;
 }
 
-/* Solves one pool: greedy counts through packing, swaps and count rounds; with few slots per
- * device the descent's counts too; the lighter plan wins (see quality_int.h). */
-/* Copies the state's plan into slot_expert and its busiest load into *best when it is lighter
- * than *best. @return whether it was. */
-static int keep_if_lighter(const pstate *s, int32_t *slot_expert, double *best) {
-  double m = s->load[busiest(s)];
-  if (m >= *best)
+/* ---- the improvement search ---- */
+
+/* One pool's search: the engine's state and a copy to restore, the lightest plan so far. */
+typedef struct search {
+  pstate s, save;
+  double stop;     /* the search ends once the busiest device is at most this */
+  int32_t *out;    /* [P] the lightest plan so far (the caller's slot_expert) */
+  double best;     /* its busiest device (infinity before the first) */
+  int32_t *start;  /* [n] the counts the search started from */
+  int32_t *cnt;    /* [n] counts a generator proposes */
+} search;
+
+/* Keeps the state's plan when it is lighter than the lightest so far. @return whether it was. */
+static int keep_if_lighter(search *q) {
+  double m = q->s.load[busiest(&q->s)];
+  if (m >= q->best)
     return 0;
-  memcpy(slot_expert, s->slot, (size_t)s->P * sizeof *slot_expert);
-  *best = m;
+  memcpy(q->out, q->s.slot, (size_t)q->s.P * sizeof *q->out);
+  q->best = m;
   return 1;
+}
+
+/* Packs the counts cnt, searches (swaps, count rounds) and keeps the plan when lighter; *kept
+ * (when not NULL) says whether it was. @return 0 or an error. */
+static int try_counts(search *q, const int32_t *cnt, int *kept) {
+  memcpy(q->s.cnt, cnt, (size_t)q->s.n * sizeof *cnt);
+  int rc = solve_counts(&q->s, &q->save, q->stop);
+  int k = !rc && keep_if_lighter(q);
+  if (kept)
+    *kept = k;
+  return rc;
+}
+
+/* Polishes a complete plan (swaps, count rounds) and keeps it when lighter. */
+static int try_plan(search *q, const int32_t *plan) {
+  int rc = load_plan(&q->s, plan);
+  if (!rc) {
+    swap_search(&q->s, q->stop);
+    rc = count_rounds(&q->s, &q->save, q->stop);
+  }
+  if (!rc)
+    keep_if_lighter(q);
+  return rc;
+}
+
+/* Whether the lightest plan is more than `share` above where the search stops. */
+static int far(const search *q, double share) {
+  return q->best > q->stop * (1 + share);
+}
+
+/* Whether the pool's deadline has passed. */
+static int late(const eplb__pool *pl) {
+  return pl->deadline > 0 && eplb__now() > pl->deadline;
+}
+
+/* The generators of a pool without a home rule, each only while the lightest plan is still far
+ * above the bound; each candidate goes through the search, the lightest plan wins. */
+static int generators(search *q, const eplb__pool *pl, eplb__scratch *sc) {
+  int32_t n = q->s.n, G = q->s.G, S = q->s.S, P = q->s.P;
+  double lb = q->stop / (1 + STOP_TOL), m = 0;
+  int32_t *plan = eplb__take(sc, (size_t)P, sizeof *plan);
+  int32_t *vec = eplb__take(sc, (size_t)PAIR_EXACT_KEEP * (size_t)n, sizeof *vec);
+  if (sc->failed)
+    return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
+  /* The target-driven construction (target.c): counts and places together. */
+  int rc = 0;
+  if (far(q, DESCENT_FROM)) {
+    rc = eplb__target_solve(pl->w, n, G, S, lb, q->best, plan, &m);
+    if (!rc && m > 0)
+      rc = try_plan(q, plan);
+  }
+  /* Two slots on a small pool: the count vectors of the best pairings over all of them. */
+  if (!rc && far(q, DESCENT_FROM) && S == 2) {
+    int32_t kept = 0;
+    rc = eplb__pair_counts_exact(pl->w, n, G, PAIR_EXACT_KEEP, vec, &kept);
+    for (int32_t k = 0; !rc && k < kept && q->best > q->stop; k++)
+      rc = try_counts(q, vec + (size_t)k * n, NULL);
+  }
+  if (pl->descent_iters <= 0)
+    return rc;
+  /* Few slots per device: the descent's counts (counts.c) from up to descent_starts seeds, the
+   * later ones only while far above and until RESTART_PATIENCE in a row found nothing. */
+  int kept = 0;
+  if (!rc && far(q, DESCENT_FROM) && S <= EPLB__DESCENT_MAX_SLOTS)
+    for (int32_t start = 0, idle = -1;
+         !rc && (start == 0 || (start < pl->descent_starts && idle < RESTART_PATIENCE &&
+                                far(q, RESTART_FROM)));
+         start++, idle = kept ? 0 : idle + 1) {
+      memcpy(q->cnt, q->start, (size_t)n * sizeof *q->cnt);
+      rc = eplb__count_descent(pl->w, n, G, S, q->cnt, pl->descent_iters, q->stop,
+                               (uint32_t)start, pl->descent_temp);
+      if (!rc)
+        rc = try_counts(q, q->cnt, &kept);
+    }
+  if (S != 2)
+    return rc;
+  /* Two slots: counts that meet targets on a ladder above the bound (pairs.c: heavy experts at
+   * few replicas, middling ones split into partners, which single moves do not reach), each
+   * polished by descents. */
+  for (size_t i = 0; !rc && i < sizeof PAIR_TARGETS / sizeof PAIR_TARGETS[0] &&
+                     far(q, DESCENT_FROM) && !late(pl);
+       i++) {
+    double T = lb * (1 + PAIR_TARGETS[i]);
+    int found = T < q->best ? eplb__pair_counts_at(pl->w, n, G, T, PAIR_SEARCH_NODES, vec) : 0;
+    rc = found < 0 ? found : 0;
+    if (found != 1)
+      continue;
+    for (int32_t k = 0; !rc && k < PAIR_SEARCH_DESCENTS; k++) {
+      memcpy(q->cnt, vec, (size_t)n * sizeof *q->cnt);
+      rc = eplb__count_descent(pl->w, n, G, S, q->cnt, pl->descent_iters, q->stop,
+                               (uint32_t)(PAIR_SEARCH_SEED + (int32_t)i * PAIR_SEARCH_DESCENTS + k),
+                               pl->descent_temp);
+      if (!rc)
+        rc = try_counts(q, q->cnt, NULL);
+    }
+  }
+  /* Two slots: neighbourhood searches from the starting counts (counts.c), which recount five
+   * experts at a time; the budget of steps is spread so that a search costs about the same on
+   * every pool. */
+  int large = P > LNS_MAX_SLOTS;
+  int32_t starts = large ? LNS_LARGE_STARTS : LNS_STARTS * LNS_FULL_SLOTS / P;
+  int32_t steps = large ? LNS_LARGE_STEPS : LNS_WORK / P;
+  starts = starts > LNS_STARTS ? LNS_STARTS : starts;
+  steps = steps < LNS_STEPS_PER_EXPERT * n ? steps : LNS_STEPS_PER_EXPERT * n;
+  for (int32_t k = 0; !rc && k < starts && far(q, large ? LNS_LARGE_FROM : LNS_FROM) && !late(pl);
+       k++) {
+    memcpy(q->cnt, q->start, (size_t)n * sizeof *q->cnt);
+    rc = eplb__pair_lns(pl->w, n, G, q->cnt, steps, q->stop, (uint32_t)(LNS_SEED + k),
+                        pl->deadline);
+    if (!rc)
+      rc = try_counts(q, q->cnt, NULL);
+  }
+  return rc;
 }
 
 int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_load) {
@@ -746,173 +849,46 @@ int eplb__pool_solve(const eplb__pool *pl, int32_t *slot_expert, double *max_loa
     return eplb__err(EPLB_EPARAM, "plan balanced: %d experts cannot fill %d devices of %d slots "
                                   "without duplicates",
                      pl->n, pl->ndev, pl->slots);
-  pstate s, save;
-  int rc = state_init(&s, pl);
+  eplb__scratch sc = {0};
+  search q = {.out = slot_expert, .best = INFINITY};
+  int rc = state_init(&q.s, pl);
+  if (!rc && (rc = state_init(&q.save, pl)) != 0)
+    state_free(&q.s);
   if (rc)
     return rc;
-  rc = state_init(&save, pl);
-  if (rc) {
-    state_free(&s);
-    return rc;
-  }
-  double stop = eplb__pool_bound(pl->w, s.n, s.P, s.G) * (1 + STOP_TOL);
-  if (pl->target > stop)
-    stop = pl->target;
-  if (pl->init_plan) {
-    /* Polish a given plan: swaps and count rounds only. */
-    rc = load_plan(&s, pl->init_plan);
-    if (!rc) {
-      swap_search(&s, stop);
-      rc = count_rounds(&s, &save, stop);
-    }
-    if (!rc) {
-      memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
-      *max_load = s.load[busiest(&s)];
-    }
-    state_free(&s);
-    state_free(&save);
-    return rc;
-  }
-  if (pl->init_cnt)
-    memcpy(s.cnt, pl->init_cnt, (size_t)s.n * sizeof *s.cnt);
-  else
-    eplb__min_max_share(pl->w, s.n, s.P, s.G, s.cnt);
-  int32_t *greedy = eplb__calloc((size_t)s.n, sizeof *greedy);
-  if (!greedy)
-    rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
-  if (!rc) {
-    memcpy(greedy, s.cnt, (size_t)s.n * sizeof *greedy);
-    rc = solve_counts(&s, &save, stop);
-  }
-  double best = 0;
-  if (!rc) {
-    memcpy(slot_expert, s.slot, (size_t)s.P * sizeof *slot_expert);
-    best = s.load[busiest(&s)];
-  }
-  if (pl->fixed_counts)
+  q.start = eplb__take(&sc, (size_t)pl->n, sizeof *q.start);
+  q.cnt = eplb__take(&sc, (size_t)pl->n, sizeof *q.cnt);
+  rc = sc.failed ? eplb__err(EPLB_ENOMEM, "plan balanced: out of memory") : 0;
+  q.stop = eplb__pool_bound(pl->w, pl->n, q.s.P, q.s.G) * (1 + STOP_TOL);
+  if (pl->target > q.stop)
+    q.stop = pl->target;
+  if (!rc && pl->init_plan) { /* polish a given plan: swaps and count rounds only */
+    rc = try_plan(&q, pl->init_plan);
     goto done;
-  /* Above the bound without locality rules: the target-driven construction, then swaps and
-   * count rounds on its plan; the lighter plan is kept. */
-  if (!rc && best > stop * (1 + DESCENT_FROM) && !pl->home) {
-    double m = 0;
-    int32_t *alt = eplb__calloc((size_t)s.P, sizeof *alt);
-    rc = alt ? eplb__target_solve(pl->w, s.n, s.G, s.S, stop / (1 + STOP_TOL), best, alt, &m)
-             : eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
-    if (!rc && m > 0) {
-      rc = load_plan(&s, alt);
-      if (!rc)
-        swap_search(&s, stop);
-      if (!rc)
-        rc = count_rounds(&s, &save, stop);
-      if (!rc)
-        keep_if_lighter(&s, slot_expert, &best);
-    }
-    free(alt);
   }
-  /* Two slots on a small pool: the count vectors of the best pairings over all of them. */
-  if (!rc && best > stop * (1 + DESCENT_FROM) && s.S == 2 && !pl->home) {
-    int32_t kept = 0, *vec = eplb__calloc((size_t)PAIR_EXACT_KEEP * (size_t)s.n, sizeof *vec);
-    rc = vec ? eplb__pair_counts_exact(pl->w, s.n, s.G, PAIR_EXACT_KEEP, vec, &kept)
-             : eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
-    for (int32_t k = 0; !rc && k < kept && best > stop; k++) {
-      memcpy(s.cnt, vec + (size_t)k * s.n, (size_t)s.n * sizeof *s.cnt);
-      rc = solve_counts(&s, &save, stop);
-      if (!rc)
-        keep_if_lighter(&s, slot_expert, &best);
-    }
-    free(vec);
-  }
-  /* Few slots per device: also try the descent's counts (from up to descent_starts seeds, the
-   * later ones only while far above the bound), keep the best plan. */
-  if (!rc && best > stop * (1 + DESCENT_FROM) && s.S <= EPLB__DESCENT_MAX_SLOTS &&
-      pl->descent_iters > 0 && !pl->home) {
-    for (int32_t start = 0, idle = -1;
-         !rc && (start == 0 || (start < pl->descent_starts && idle < RESTART_PATIENCE &&
-                                best > stop * (1 + RESTART_FROM)));
-         start++, idle++) {
-      memcpy(s.cnt, greedy, (size_t)s.n * sizeof *greedy);
-      rc = eplb__count_descent(pl->w, s.n, s.G, s.S, s.cnt, pl->descent_iters, stop,
-                               (uint32_t)start, pl->descent_temp);
-      if (!rc)
-        rc = solve_counts(&s, &save, stop);
-      if (!rc && keep_if_lighter(&s, slot_expert, &best))
-        idle = -1;
-    }
-  }
-  /* Two slots: counts that meet targets on a ladder above the bound (eplb__pair_counts_at keeps
-   * heavy experts at few replicas and splits middling ones into partners, which the descent's
-   * single moves do not reach), each polished by descents and packed; the lighter plan wins. */
-  if (!rc && best > stop * (1 + DESCENT_FROM) && s.S == 2 && !pl->home &&
-      pl->descent_iters > 0) {
-    double lb = stop / (1 + STOP_TOL);
-    int32_t *found = eplb__calloc((size_t)s.n, sizeof *found);
-    if (!found)
-      rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
-    for (int32_t i = 0; !rc && i < (int32_t)(sizeof PAIR_TARGETS / sizeof PAIR_TARGETS[0]) &&
-                        best > stop * (1 + DESCENT_FROM);
-         i++) {
-      double T = lb * (1 + PAIR_TARGETS[i]);
-      if (T >= best)
-        continue;
-      if (pl->deadline > 0 && eplb__now() > pl->deadline)
-        break;
-      rc = eplb__pair_counts_at(pl->w, s.n, s.G, T, PAIR_SEARCH_NODES, found);
-      if (rc != 1)
-        continue; /* 0: no counts found for T; < 0: an error ends the loop */
-      rc = 0;
-      for (int32_t k = 0; !rc && k < PAIR_SEARCH_DESCENTS; k++) {
-        memcpy(s.cnt, found, (size_t)s.n * sizeof *found);
-        rc = eplb__count_descent(pl->w, s.n, s.G, s.S, s.cnt, pl->descent_iters, stop,
-                                 (uint32_t)(PAIR_SEARCH_SEED + i * PAIR_SEARCH_DESCENTS + k),
-                                 pl->descent_temp);
-        if (!rc)
-          rc = solve_counts(&s, &save, stop);
-        if (!rc)
-          keep_if_lighter(&s, slot_expert, &best);
-      }
-    }
-    free(found);
-  }
-  /* Two slots: neighbourhood searches from the greedy's counts (more varied starts than the
-   * lightest plan so far, measured on OLMoE), each packed; the lighter plan wins. They recount
-   * five experts at a time, two of them from a pair above the aim, which single moves and the
-   * target search above both miss. */
-  int large = s.P > LNS_MAX_SLOTS;
-  double lns_from = large ? LNS_LARGE_FROM : LNS_FROM;
-  if (!rc && s.S == 2 && !pl->home && pl->descent_iters > 0 && best > stop * (1 + lns_from)) {
-    int32_t starts = large ? LNS_LARGE_STARTS : LNS_STARTS * LNS_FULL_SLOTS / s.P;
-    starts = starts > LNS_STARTS ? LNS_STARTS : starts;
-    int32_t steps = large ? LNS_LARGE_STEPS : LNS_WORK / s.P;
-    steps = steps < LNS_STEPS_PER_EXPERT * s.n ? steps : LNS_STEPS_PER_EXPERT * s.n;
-    for (int32_t k = 0; !rc && k < starts && best > stop * (1 + lns_from); k++) {
-      if (pl->deadline > 0 && eplb__now() > pl->deadline)
-        break;
-      memcpy(s.cnt, greedy, (size_t)s.n * sizeof *s.cnt);
-      rc = eplb__pair_lns(pl->w, s.n, s.G, s.cnt, steps, stop, (uint32_t)(LNS_SEED + k),
-                          pl->deadline);
-      if (!rc)
-        rc = solve_counts(&s, &save, stop);
-      if (!rc)
-        keep_if_lighter(&s, slot_expert, &best);
-    }
-  }
+  if (!rc && pl->init_cnt)
+    memcpy(q.start, pl->init_cnt, (size_t)pl->n * sizeof *q.start);
+  else if (!rc)
+    eplb__min_max_share(pl->w, pl->n, q.s.P, q.s.G, q.start);
+  if (!rc)
+    rc = try_counts(&q, q.start, NULL);
+  if (rc || pl->fixed_counts || pl->home)
+    goto done;
+  rc = generators(&q, pl, &sc);
   /* A tiny pool (Mixtral's 8 experts on a few devices) with 3 slots or more per device (two
-   * slots have their exact counts above): the exact optimum, searched below the best plan so
-   * far. */
-  if (!rc && best > stop && !pl->home && s.S > 2 && s.n <= EPLB__TINY_MAX_EXPERTS &&
-      s.P <= EPLB__TINY_MAX_SLOTS) {
+   * slots have their exact counts above): the exact optimum below the lightest plan so far. */
+  if (!rc && q.best > q.stop && q.s.S > 2 && pl->n <= EPLB__TINY_MAX_EXPERTS &&
+      q.s.P <= EPLB__TINY_MAX_SLOTS) {
     double m = 0;
-    rc = eplb__tiny_exact(pl->w, s.n, s.G, s.S, best, slot_expert, &m);
-    if (rc == 1) {
-      best = m;
-      rc = 0;
-    }
+    rc = eplb__tiny_exact(pl->w, pl->n, q.s.G, q.s.S, q.best, slot_expert, &m);
+    if (rc == 1)
+      rc = 0, q.best = m;
   }
 done:
   if (!rc)
-    *max_load = best;
-  free(greedy);
-  state_free(&s);
-  state_free(&save);
+    *max_load = q.best;
+  eplb__scratch_free(&sc);
+  state_free(&q.s);
+  state_free(&q.save);
   return rc;
 }

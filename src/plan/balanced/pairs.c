@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 
 /* Small options tried beyond the first count whose replicas are <= T/2 (supply comes earlier
  * with each). */
@@ -62,6 +62,7 @@ typedef struct pair_search {
   int32_t *cslack;          /* [n*max options] their room at the tightest row */
   int32_t maxopt;
   int64_t nodes, max_nodes;
+  eplb__scratch sc;         /* owns the arrays above */
 } pair_search;
 
 /* The value of option o at position t: +c supply at or below t, -c demand at or below t. */
@@ -97,13 +98,13 @@ static int cmp_double(const void *a, const void *b) {
  * meet T (an expert needs more than G replicas or the fewest counts exceed 2G), or ENOMEM. */
 static int search_open(pair_search *q) {
   int32_t n = q->n, G = q->G;
-  q->order = eplb__calloc((size_t)n, sizeof *q->order);
-  q->nopt = eplb__calloc((size_t)n, sizeof *q->nopt);
-  q->first = eplb__calloc((size_t)n, sizeof *q->first);
-  q->base = eplb__calloc((size_t)n, sizeof *q->base);
-  q->pick = eplb__calloc((size_t)n, sizeof *q->pick);
-  q->got = eplb__calloc((size_t)n, sizeof *q->got);
-  q->item = eplb__calloc(2 * (size_t)G, sizeof *q->item);
+  q->order = eplb__take(&q->sc, (size_t)n, sizeof *q->order);
+  q->nopt = eplb__take(&q->sc, (size_t)n, sizeof *q->nopt);
+  q->first = eplb__take(&q->sc, (size_t)n, sizeof *q->first);
+  q->base = eplb__take(&q->sc, (size_t)n, sizeof *q->base);
+  q->pick = eplb__take(&q->sc, (size_t)n, sizeof *q->pick);
+  q->got = eplb__take(&q->sc, (size_t)n, sizeof *q->got);
+  q->item = eplb__take(&q->sc, 2 * (size_t)G, sizeof *q->item);
   int64_t all = 0;
   for (int32_t e = 0; e < n; e++) {
     int32_t lo = fewest_within(q->w[e], q->T);
@@ -111,9 +112,8 @@ static int search_open(pair_search *q) {
   }
   int complete = all <= PAIR_ALL_OPTIONS;
   size_t per = complete ? (size_t)G : PAIR_BIG_OPTIONS + PAIR_SMALL_OPTIONS + 1;
-  q->opt = eplb__calloc((size_t)n * per, sizeof *q->opt);
-  if (!q->order || !q->nopt || !q->first || !q->base || !q->pick || !q->got || !q->item ||
-      !q->opt)
+  q->opt = eplb__take(&q->sc, (size_t)n * per, sizeof *q->opt);
+  if (q->sc.failed)
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   if (eplb__order_heaviest(q->w, n, q->order) != 0) /* its one failure */
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
@@ -141,8 +141,8 @@ static int search_open(pair_search *q) {
     return 0;
   q->room = (int32_t)(2 * (int64_t)G - fewest);
   /* positions: the tolerances of all big options, a spread subset when there are many */
-  double *tol = eplb__calloc((size_t)(nbig > 0 ? nbig : 1), sizeof *tol);
-  if (!tol)
+  double *tol = eplb__take(&q->sc, (size_t)(nbig > 0 ? nbig : 1), sizeof *tol);
+  if (q->sc.failed)
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   int32_t t = 0;
   for (int32_t i = 0; i < m; i++)
@@ -157,20 +157,17 @@ static int search_open(pair_search *q) {
   while (J > 1 && (double)(n + 1) * J * (q->room + 1) > PAIR_MAX_TABLE)
     J /= 2;
   q->J = J;
-  q->row = eplb__calloc((size_t)(J > 0 ? J : 1), sizeof *q->row);
-  if (!q->row) {
-    free(tol);
+  q->row = eplb__take(&q->sc, (size_t)(J > 0 ? J : 1), sizeof *q->row);
+  if (q->sc.failed)
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
-  }
   for (int32_t j = 0; j < J; j++)
     q->row[j] = tol[J == u ? j : (int32_t)((int64_t)j * (u - 1) / (J > 1 ? J - 1 : 1))];
-  free(tol);
   size_t cells = (size_t)(n + 1) * (size_t)J * (size_t)(q->room + 1);
-  q->best = eplb__calloc(cells ? cells : 1, sizeof *q->best);
-  q->bal = eplb__calloc((size_t)(n + 1) * (size_t)(J > 0 ? J : 1), sizeof *q->bal);
-  q->cand = eplb__calloc((size_t)n * (size_t)q->maxopt, sizeof *q->cand);
-  q->cslack = eplb__calloc((size_t)n * (size_t)q->maxopt, sizeof *q->cslack);
-  if (!q->best || !q->bal || !q->cand || !q->cslack)
+  q->best = eplb__take(&q->sc, cells ? cells : 1, sizeof *q->best);
+  q->bal = eplb__take(&q->sc, (size_t)(n + 1) * (size_t)(J > 0 ? J : 1), sizeof *q->bal);
+  q->cand = eplb__take(&q->sc, (size_t)n * (size_t)q->maxopt, sizeof *q->cand);
+  q->cslack = eplb__take(&q->sc, (size_t)n * (size_t)q->maxopt, sizeof *q->cslack);
+  if (q->sc.failed)
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   return 1;
 }
@@ -308,23 +305,6 @@ static int search(pair_search *q, int32_t k, int32_t left) {
   return 0;
 }
 
-/* Releases the search's arrays. */
-static void search_close(pair_search *q) {
-  free(q->order);
-  free(q->nopt);
-  free(q->first);
-  free(q->base);
-  free(q->pick);
-  free(q->got);
-  free(q->item);
-  free(q->opt);
-  free(q->row);
-  free(q->best);
-  free(q->bal);
-  free(q->cand);
-  free(q->cslack);
-}
-
 int eplb__pair_counts_at(const double *w, int32_t n, int32_t G, double T, int64_t max_nodes,
                          int32_t *cnt) {
   if (n < 1 || G < 1 || n > 2 * G || !(T > 0))
@@ -343,6 +323,6 @@ int eplb__pair_counts_at(const double *w, int32_t n, int32_t G, double T, int64_
     if (rc)
       memcpy(cnt, q.got, (size_t)n * sizeof *cnt);
   }
-  search_close(&q);
+  eplb__scratch_free(&q.sc);
   return rc;
 }

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 #include "core/eplb_rand.h"
 
 /* Seed of the descent's generator (any constant: it only has to be fixed). */
@@ -39,6 +39,7 @@ typedef struct descent {
   int32_t *best;   /* [n] annealing: the lightest counts seen (NULL for a plain descent) */
   int32_t top[EPLB__DESCENT_MAX_SLOTS]; /* experts of the busiest device */
   uint64_t rng;
+  eplb__scratch sc; /* owns the arrays above */
 } descent;
 
 /* splitmix64. */
@@ -220,17 +221,16 @@ static int descent_open(descent *x, const double *w, int32_t n, int32_t G, int32
   x->S = S;
   x->P = G * S;
   x->cnt = cnt;
-  x->order = eplb__calloc((size_t)n, sizeof *x->order);
-  x->pos = eplb__calloc((size_t)n, sizeof *x->pos);
-  x->key = eplb__calloc((size_t)n, sizeof *x->key);
-  x->heap = eplb__calloc((size_t)G, sizeof *x->heap);
-  x->load = eplb__calloc((size_t)G, sizeof *x->load);
-  x->fill = eplb__calloc((size_t)G, sizeof *x->fill);
-  x->who = eplb__calloc((size_t)G * (size_t)S, sizeof *x->who);
-  x->donor = eplb__calloc((size_t)n, sizeof *x->donor);
-  x->at = eplb__calloc((size_t)n, sizeof *x->at);
-  if (!x->order || !x->pos || !x->key || !x->heap || !x->load || !x->fill || !x->who ||
-      !x->donor || !x->at)
+  x->order = eplb__take(&x->sc, (size_t)n, sizeof *x->order);
+  x->pos = eplb__take(&x->sc, (size_t)n, sizeof *x->pos);
+  x->key = eplb__take(&x->sc, (size_t)n, sizeof *x->key);
+  x->heap = eplb__take(&x->sc, (size_t)G, sizeof *x->heap);
+  x->load = eplb__take(&x->sc, (size_t)G, sizeof *x->load);
+  x->fill = eplb__take(&x->sc, (size_t)G, sizeof *x->fill);
+  x->who = eplb__take(&x->sc, (size_t)G * (size_t)S, sizeof *x->who);
+  x->donor = eplb__take(&x->sc, (size_t)n, sizeof *x->donor);
+  x->at = eplb__take(&x->sc, (size_t)n, sizeof *x->at);
+  if (x->sc.failed)
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   for (int32_t e = 0; e < n; e++) {
     x->order[e] = e;
@@ -243,16 +243,7 @@ static int descent_open(descent *x, const double *w, int32_t n, int32_t G, int32
 
 /* Releases x's arrays. */
 static void descent_close(descent *x) {
-  free(x->order);
-  free(x->pos);
-  free(x->key);
-  free(x->heap);
-  free(x->load);
-  free(x->fill);
-  free(x->who);
-  free(x->donor);
-  free(x->at);
-  free(x->best);
+  eplb__scratch_free(&x->sc);
 }
 
 int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_t *cnt,
@@ -270,7 +261,7 @@ int eplb__count_descent(const double *w, int32_t n, int32_t G, int32_t S, int32_
   int32_t patience = temp > 0 ? iters : (int32_t)(iters * DESCENT_PATIENCE_SHARE) + 1;
   int32_t top[EPLB__DESCENT_MAX_SLOTS];
   if (temp > 0) {
-    x.best = eplb__calloc((size_t)n, sizeof *x.best);
+    x.best = eplb__take(&x.sc, (size_t)n, sizeof *x.best);
     if (!x.best) {
       rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
       goto done;

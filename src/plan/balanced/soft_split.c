@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 
 /* Exchange rounds between the heaviest node and the others (a deterministic cap; each round
  * lowers the heaviest node or stops). */
@@ -690,40 +690,40 @@ static int pack_node(const split *sp, int32_t n, int32_t *ids, double *w, int32_
 
 int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
                      int32_t S, const int32_t *cnt, double cap, int32_t *row, double *max_load) {
+  eplb__scratch sc = {0};
   split sp = {.E = E, .N = N, .Gn = Gn, .S = S, .home = home, .w = w, .cap = cap};
   int32_t R = N * Gn * S, P = Gn * S;
-  sp.size = eplb__calloc((size_t)E, sizeof *sp.size);
-  sp.load = eplb__calloc((size_t)N, sizeof *sp.load);
-  sp.room = eplb__calloc((size_t)N, sizeof *sp.room);
-  sp.copies = eplb__calloc((size_t)E * (size_t)N, sizeof *sp.copies);
-  sp.big = eplb__calloc((size_t)N, sizeof *sp.big);
-  sp.x = eplb__calloc((size_t)R, sizeof *sp.x);
-  sp.cnt = eplb__calloc((size_t)E, sizeof *sp.cnt);
-  sp.lst = eplb__calloc((size_t)E * (size_t)(N + 1), sizeof *sp.lst);
-  sp.nrem = eplb__calloc((size_t)N, sizeof *sp.nrem);
-  sp.order = eplb__calloc((size_t)E, sizeof *sp.order);
-  sp.grow = eplb__calloc((size_t)E, sizeof *sp.grow);
-  sp.red = eplb__calloc((size_t)E, sizeof *sp.red);
-  sp.bl = eplb__calloc((size_t)N, sizeof *sp.bl);
-  sp.topv = eplb__calloc((size_t)N * (size_t)FOLD_LIST(Gn), sizeof *sp.topv);
-  sp.tope = eplb__calloc((size_t)N * (size_t)FOLD_LIST(Gn), sizeof *sp.tope);
-  sp.ntop = eplb__calloc((size_t)N, sizeof *sp.ntop);
-  sp.fold = eplb__calloc((size_t)N, sizeof *sp.fold);
-  sp.fv = eplb__calloc(2 * (size_t)Gn, sizeof *sp.fv);
-  double *nl = eplb__calloc((size_t)N, sizeof *nl), *dl = eplb__calloc((size_t)Gn, sizeof *dl);
-  double *nmx = eplb__calloc((size_t)N, sizeof *nmx);
-  unsigned char *done_node = eplb__calloc((size_t)N, 1);
+  sp.size = eplb__take(&sc, (size_t)E, sizeof *sp.size);
+  sp.load = eplb__take(&sc, (size_t)N, sizeof *sp.load);
+  sp.room = eplb__take(&sc, (size_t)N, sizeof *sp.room);
+  sp.copies = eplb__take(&sc, (size_t)E * (size_t)N, sizeof *sp.copies);
+  sp.big = eplb__take(&sc, (size_t)N, sizeof *sp.big);
+  sp.x = eplb__take(&sc, (size_t)R, sizeof *sp.x);
+  sp.cnt = eplb__take(&sc, (size_t)E, sizeof *sp.cnt);
+  sp.lst = eplb__take(&sc, (size_t)E * (size_t)(N + 1), sizeof *sp.lst);
+  sp.nrem = eplb__take(&sc, (size_t)N, sizeof *sp.nrem);
+  sp.order = eplb__take(&sc, (size_t)E, sizeof *sp.order);
+  sp.grow = eplb__take(&sc, (size_t)E, sizeof *sp.grow);
+  sp.red = eplb__take(&sc, (size_t)E, sizeof *sp.red);
+  sp.bl = eplb__take(&sc, (size_t)N, sizeof *sp.bl);
+  sp.topv = eplb__take(&sc, (size_t)N * (size_t)FOLD_LIST(Gn), sizeof *sp.topv);
+  sp.tope = eplb__take(&sc, (size_t)N * (size_t)FOLD_LIST(Gn), sizeof *sp.tope);
+  sp.ntop = eplb__take(&sc, (size_t)N, sizeof *sp.ntop);
+  sp.fold = eplb__take(&sc, (size_t)N, sizeof *sp.fold);
+  sp.fv = eplb__take(&sc, 2 * (size_t)Gn, sizeof *sp.fv);
+  double *nl = eplb__take(&sc, (size_t)N, sizeof *nl);
+  double *dl = eplb__take(&sc, (size_t)Gn, sizeof *dl);
+  double *nmx = eplb__take(&sc, (size_t)N, sizeof *nmx);
+  unsigned char *done_node = eplb__take(&sc, (size_t)N, 1);
   size_t ng = (size_t)S * (size_t)(S + 1) / 2;
-  pair_scratch ps = {eplb__calloc((size_t)S, 1), eplb__calloc(ng, sizeof(group2)),
-                     eplb__calloc(ng, sizeof(group2))};
-  int32_t *ids = eplb__calloc((size_t)P, sizeof *ids), *lc = eplb__calloc((size_t)P, sizeof *lc);
-  int32_t *slots = eplb__calloc((size_t)P, sizeof *slots);
-  double *lw = eplb__calloc((size_t)P, sizeof *lw);
+  pair_scratch ps = {eplb__take(&sc, (size_t)S, 1), eplb__take(&sc, ng, sizeof(group2)),
+                     eplb__take(&sc, ng, sizeof(group2))};
+  int32_t *ids = eplb__take(&sc, (size_t)P, sizeof *ids);
+  int32_t *lc = eplb__take(&sc, (size_t)P, sizeof *lc);
+  int32_t *slots = eplb__take(&sc, (size_t)P, sizeof *slots);
+  double *lw = eplb__take(&sc, (size_t)P, sizeof *lw);
   int rc = 0;
-  if (!sp.size || !sp.load || !sp.room || !sp.copies || !sp.big || !sp.x || !sp.cnt || !sp.lst ||
-      !sp.nrem || !sp.order || !sp.grow || !sp.red || !sp.bl || !sp.topv || !sp.tope ||
-      !sp.ntop || !sp.fold || !sp.fv || !nl || !dl || !nmx || !done_node || !ps.ok || !ps.gh ||
-      !ps.gl || !ids || !lc || !slots || !lw) {
+  if (sc.failed) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     goto done;
   }
@@ -798,34 +798,6 @@ int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N,
   if (!rc)
     *max_load = mx;
 done:
-  free(sp.size);
-  free(sp.load);
-  free(sp.room);
-  free(sp.copies);
-  free(sp.big);
-  free(sp.x);
-  free(sp.cnt);
-  free(sp.lst);
-  free(sp.nrem);
-  free(sp.order);
-  free(sp.grow);
-  free(sp.red);
-  free(sp.bl);
-  free(sp.topv);
-  free(sp.tope);
-  free(sp.ntop);
-  free(sp.fold);
-  free(sp.fv);
-  free(nl);
-  free(dl);
-  free(nmx);
-  free(done_node);
-  free(ps.ok);
-  free(ps.gh);
-  free(ps.gl);
-  free(ids);
-  free(lc);
-  free(slots);
-  free(lw);
+  eplb__scratch_free(&sc);
   return rc;
 }

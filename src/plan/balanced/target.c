@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 
 /* Binary-search steps on the target. */
 #define TARGET_STEPS 14
@@ -154,6 +154,7 @@ static double plan_max(const tstate *t, double T) {
 
 int eplb__target_solve(const double *w, int32_t n, int32_t G, int32_t S, double lo, double hi,
                        int32_t *slot_expert, double *max_load) {
+  eplb__scratch sc = {0};
   *max_load = 0;
   tstate t;
   memset(&t, 0, sizeof t);
@@ -161,15 +162,15 @@ int eplb__target_solve(const double *w, int32_t n, int32_t G, int32_t S, double 
   t.n = n;
   t.G = G;
   t.S = S;
-  t.order = eplb__calloc((size_t)n, sizeof *t.order);
-  t.dev = eplb__calloc((size_t)G, sizeof *t.dev);
-  t.room = eplb__calloc((size_t)G, sizeof *t.room);
-  t.fill = eplb__calloc((size_t)G, sizeof *t.fill);
-  t.cnt = eplb__calloc((size_t)n, sizeof *t.cnt);
-  t.slot = eplb__calloc((size_t)G * (size_t)S, sizeof *t.slot);
-  t.tmp = eplb__calloc((size_t)G, sizeof *t.tmp);
+  t.order = eplb__take(&sc, (size_t)n, sizeof *t.order);
+  t.dev = eplb__take(&sc, (size_t)G, sizeof *t.dev);
+  t.room = eplb__take(&sc, (size_t)G, sizeof *t.room);
+  t.fill = eplb__take(&sc, (size_t)G, sizeof *t.fill);
+  t.cnt = eplb__take(&sc, (size_t)n, sizeof *t.cnt);
+  t.slot = eplb__take(&sc, (size_t)G * (size_t)S, sizeof *t.slot);
+  t.tmp = eplb__take(&sc, (size_t)G, sizeof *t.tmp);
   int rc = 0;
-  if (!t.order || !t.dev || !t.room || !t.fill || !t.cnt || !t.slot || !t.tmp) {
+  if (sc.failed) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     goto done;
   }
@@ -192,12 +193,6 @@ int eplb__target_solve(const double *w, int32_t n, int32_t G, int32_t S, double 
   }
   *max_load = best;
 done:
-  free(t.order);
-  free(t.dev);
-  free(t.room);
-  free(t.fill);
-  free(t.cnt);
-  free(t.slot);
-  free(t.tmp);
+  eplb__scratch_free(&sc);
   return rc;
 }

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 
 /* ---- one set's curve ---- */
 
@@ -102,26 +102,23 @@ static double smallest_fit(const double *f, double *cand, int32_t K, int32_t bud
 /* ---- bound ---- */
 
 double eplb__soft_bound(const double *w, int32_t E, int32_t K, int32_t N, int32_t R, int32_t G) {
+  eplb__scratch sc = {0};
   double lb = eplb__pool_bound(w, E, R, G);
   if (isnan(lb) || N <= 1 || K < 1 || E % K != 0 || G % N != 0 || R < E)
     return lb;
   int32_t gs = E / K, budget = R - E, Gn = G / N;
   size_t per = (size_t)budget + 1;
-  double *f = eplb__calloc((size_t)K * per, sizeof *f);
-  double *cand = eplb__calloc((size_t)K * per, sizeof *cand);
-  int32_t *d = eplb__calloc((size_t)E, sizeof *d);
-  if (!f || !cand || !d) {
-    free(f);
-    free(cand);
-    free(d);
+  double *f = eplb__take(&sc, (size_t)K * per, sizeof *f);
+  double *cand = eplb__take(&sc, (size_t)K * per, sizeof *cand);
+  int32_t *d = eplb__take(&sc, (size_t)E, sizeof *d);
+  if (sc.failed) {
+    eplb__scratch_free(&sc);
     return NAN;
   }
   for (int32_t g = 0; g < K; g++)
     set_curve(w, g * gs, gs, NULL, 0, G, budget, d, f + (size_t)g * per);
   double node = smallest_fit(f, cand, K, budget) / Gn;
-  free(f);
-  free(cand);
-  free(d);
+  eplb__scratch_free(&sc);
   return node > lb ? node : lb;
 }
 
@@ -129,13 +126,13 @@ double eplb__soft_bound(const double *w, int32_t E, int32_t K, int32_t N, int32_
 
 int eplb__anchor_counts(const double *w, int32_t n, const int32_t *home, int32_t nsets,
                         int32_t R, int32_t G, int32_t *cnt) {
+  eplb__scratch sc = {0};
   int32_t budget = R - n;
   size_t per = (size_t)budget + 1;
-  double *f = eplb__calloc((size_t)nsets * per, sizeof *f);
-  double *cand = eplb__calloc((size_t)nsets * per, sizeof *cand);
-  if (!f || !cand) {
-    free(f);
-    free(cand);
+  double *f = eplb__take(&sc, (size_t)nsets * per, sizeof *f);
+  double *cand = eplb__take(&sc, (size_t)nsets * per, sizeof *cand);
+  if (sc.failed) {
+    eplb__scratch_free(&sc);
     return eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
   }
   for (int32_t b = 0; b < nsets; b++)
@@ -163,7 +160,6 @@ int eplb__anchor_counts(const double *w, int32_t n, const int32_t *home, int32_t
       break;
     cnt[best]++;
   }
-  free(f);
-  free(cand);
+  eplb__scratch_free(&sc);
   return 0;
 }

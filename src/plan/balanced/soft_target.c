@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 
 /* Binary-search steps on the target. */
 #define SOFT_TARGET_STEPS 14
@@ -279,6 +279,7 @@ static double plan_max(const ststate *t, double T) {
 int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int32_t N,
                             int32_t Gn, int32_t S, double lo, double hi, int absorb,
                             int32_t *slot_expert, double *max_load) {
+  eplb__scratch sc = {0};
   *max_load = 0;
   ststate t;
   memset(&t, 0, sizeof t);
@@ -290,25 +291,23 @@ int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int
   t.S = S;
   t.G = N * Gn;
   t.absorb = absorb;
-  t.order = eplb__calloc((size_t)n, sizeof *t.order);
-  t.dev = eplb__calloc((size_t)t.G, sizeof *t.dev);
-  t.room = eplb__calloc((size_t)t.G, sizeof *t.room);
-  t.fill = eplb__calloc((size_t)t.G, sizeof *t.fill);
-  t.nfree = eplb__calloc((size_t)N, sizeof *t.nfree);
-  t.quota = eplb__calloc((size_t)N, sizeof *t.quota);
-  t.spare = eplb__calloc((size_t)N, sizeof *t.spare);
-  t.budget = eplb__calloc((size_t)N, sizeof *t.budget);
-  t.pick = eplb__calloc((size_t)t.G, sizeof *t.pick);
-  t.cnt = eplb__calloc((size_t)n, sizeof *t.cnt);
-  t.slot = eplb__calloc((size_t)t.G * (size_t)S, sizeof *t.slot);
-  t.nstart = eplb__calloc((size_t)N + 1, sizeof *t.nstart);
-  t.nlist = eplb__calloc((size_t)n, sizeof *t.nlist);
-  t.ndone = eplb__calloc((size_t)N, sizeof *t.ndone);
-  t.ncum = eplb__calloc((size_t)n + (size_t)N, sizeof *t.ncum);
+  t.order = eplb__take(&sc, (size_t)n, sizeof *t.order);
+  t.dev = eplb__take(&sc, (size_t)t.G, sizeof *t.dev);
+  t.room = eplb__take(&sc, (size_t)t.G, sizeof *t.room);
+  t.fill = eplb__take(&sc, (size_t)t.G, sizeof *t.fill);
+  t.nfree = eplb__take(&sc, (size_t)N, sizeof *t.nfree);
+  t.quota = eplb__take(&sc, (size_t)N, sizeof *t.quota);
+  t.spare = eplb__take(&sc, (size_t)N, sizeof *t.spare);
+  t.budget = eplb__take(&sc, (size_t)N, sizeof *t.budget);
+  t.pick = eplb__take(&sc, (size_t)t.G, sizeof *t.pick);
+  t.cnt = eplb__take(&sc, (size_t)n, sizeof *t.cnt);
+  t.slot = eplb__take(&sc, (size_t)t.G * (size_t)S, sizeof *t.slot);
+  t.nstart = eplb__take(&sc, (size_t)N + 1, sizeof *t.nstart);
+  t.nlist = eplb__take(&sc, (size_t)n, sizeof *t.nlist);
+  t.ndone = eplb__take(&sc, (size_t)N, sizeof *t.ndone);
+  t.ncum = eplb__take(&sc, (size_t)n + (size_t)N, sizeof *t.ncum);
   int rc = 0;
-  if (!t.order || !t.dev || !t.room || !t.fill || !t.nfree || !t.quota ||
-      !t.spare || !t.budget || !t.pick || !t.cnt || !t.slot || !t.nstart || !t.nlist ||
-      !t.ndone || !t.ncum) {
+  if (sc.failed) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     goto done;
   }
@@ -343,20 +342,6 @@ int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int
   }
   *max_load = best;
 done:
-  free(t.order);
-  free(t.dev);
-  free(t.room);
-  free(t.fill);
-  free(t.nfree);
-  free(t.quota);
-  free(t.spare);
-  free(t.budget);
-  free(t.pick);
-  free(t.cnt);
-  free(t.slot);
-  free(t.nstart);
-  free(t.nlist);
-  free(t.ndone);
-  free(t.ncum);
+  eplb__scratch_free(&sc);
   return rc;
 }

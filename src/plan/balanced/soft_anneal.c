@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "core/eplb_rand.h"
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 
 /* Moves tried (a deterministic cap; the temperature reaches zero at the last). */
 #define ANNEAL_ITERS 300000
@@ -380,23 +380,24 @@ static double row_busiest(const double *w, const int32_t *row, int32_t R, int32_
 
 int eplb__soft_anneal(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
                       int32_t S, double goal, double deadline, int32_t *row, double *max_load) {
+  eplb__scratch sc = {0};
   int32_t P = Gn * S, R = N * P;
   anneal a = {.w = w, .home = home, .E = E, .N = N, .Gn = Gn, .S = S};
-  a.cnt = eplb__calloc((size_t)E, sizeof *a.cnt);
-  a.cp = eplb__calloc((size_t)E * (size_t)N, sizeof *a.cp);
-  a.items = eplb__calloc((size_t)P, sizeof *a.items);
-  a.sl = eplb__calloc((size_t)P, sizeof *a.sl);
-  a.fill = eplb__calloc((size_t)Gn, sizeof *a.fill);
-  a.dl = eplb__calloc((size_t)Gn, sizeof *a.dl);
-  a.la = eplb__calloc((size_t)(E > N ? E : N), sizeof *a.la);
-  a.lb = eplb__calloc((size_t)E, sizeof *a.lb);
-  int32_t *bcnt = eplb__calloc((size_t)E, sizeof *bcnt);
-  int32_t *bcp = eplb__calloc((size_t)E * (size_t)N, sizeof *bcp);
-  int32_t *out = eplb__calloc((size_t)R, sizeof *out);
-  double *pm = eplb__calloc((size_t)N, sizeof *pm), *nv = eplb__calloc((size_t)N, sizeof *nv);
+  a.cnt = eplb__take(&sc, (size_t)E, sizeof *a.cnt);
+  a.cp = eplb__take(&sc, (size_t)E * (size_t)N, sizeof *a.cp);
+  a.items = eplb__take(&sc, (size_t)P, sizeof *a.items);
+  a.sl = eplb__take(&sc, (size_t)P, sizeof *a.sl);
+  a.fill = eplb__take(&sc, (size_t)Gn, sizeof *a.fill);
+  a.dl = eplb__take(&sc, (size_t)Gn, sizeof *a.dl);
+  a.la = eplb__take(&sc, (size_t)(E > N ? E : N), sizeof *a.la);
+  a.lb = eplb__take(&sc, (size_t)E, sizeof *a.lb);
+  int32_t *bcnt = eplb__take(&sc, (size_t)E, sizeof *bcnt);
+  int32_t *bcp = eplb__take(&sc, (size_t)E * (size_t)N, sizeof *bcp);
+  int32_t *out = eplb__take(&sc, (size_t)R, sizeof *out);
+  double *pm = eplb__take(&sc, (size_t)N, sizeof *pm);
+  double *nv = eplb__take(&sc, (size_t)N, sizeof *nv);
   int rc = 0;
-  if (!a.cnt || !a.cp || !a.items || !a.sl || !a.fill || !a.dl || !a.la || !a.lb || !bcnt ||
-      !bcp || !out || !pm || !nv) {
+  if (sc.failed) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     goto done;
   }
@@ -444,18 +445,6 @@ int eplb__soft_anneal(const double *w, int32_t E, const int32_t *home, int32_t N
     }
   }
 done:
-  free(a.cnt);
-  free(a.cp);
-  free(a.items);
-  free(a.sl);
-  free(a.fill);
-  free(a.dl);
-  free(a.la);
-  free(a.lb);
-  free(bcnt);
-  free(bcp);
-  free(out);
-  free(pm);
-  free(nv);
+  eplb__scratch_free(&sc);
   return rc;
 }

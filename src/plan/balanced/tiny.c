@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plan/balanced/quality_int.h"
+#include "plan/balanced/balanced.h"
 
 /* Branches explored at most (a deterministic cap; tiny pools need far fewer). */
 #define TINY_BRANCH_CAP 1000000
@@ -92,6 +92,7 @@ static void place_expert(tiny *t, int32_t i, int32_t slots_left) {
 
 int eplb__tiny_exact(const double *w, int32_t n, int32_t G, int32_t S, double upper,
                      int32_t *slot_expert, double *max_load) {
+  eplb__scratch sc = {0};
   tiny t;
   memset(&t, 0, sizeof t);
   t.w = w;
@@ -99,13 +100,13 @@ int eplb__tiny_exact(const double *w, int32_t n, int32_t G, int32_t S, double up
   t.G = G;
   t.S = S;
   t.best = upper;
-  int32_t *order = eplb__calloc((size_t)n, sizeof *order);
-  t.load = eplb__calloc((size_t)G, sizeof *t.load);
-  t.fill = eplb__calloc((size_t)G, sizeof *t.fill);
-  t.slot = eplb__calloc((size_t)G * (size_t)S, sizeof *t.slot);
-  t.best_slot = eplb__calloc((size_t)G * (size_t)S, sizeof *t.best_slot);
+  int32_t *order = eplb__take(&sc, (size_t)n, sizeof *order);
+  t.load = eplb__take(&sc, (size_t)G, sizeof *t.load);
+  t.fill = eplb__take(&sc, (size_t)G, sizeof *t.fill);
+  t.slot = eplb__take(&sc, (size_t)G * (size_t)S, sizeof *t.slot);
+  t.best_slot = eplb__take(&sc, (size_t)G * (size_t)S, sizeof *t.best_slot);
   int rc = 0;
-  if (!order || !t.load || !t.fill || !t.slot || !t.best_slot) {
+  if (sc.failed) {
     rc = eplb__err(EPLB_ENOMEM, "plan balanced: out of memory");
     goto done;
   }
@@ -125,10 +126,6 @@ int eplb__tiny_exact(const double *w, int32_t n, int32_t G, int32_t S, double up
     rc = 1;
   }
 done:
-  free(order);
-  free(t.load);
-  free(t.fill);
-  free(t.slot);
-  free(t.best_slot);
+  eplb__scratch_free(&sc);
   return rc;
 }

@@ -1,14 +1,25 @@
-/* quality_int.h - internals of the balanced policy, the lower bound and the reports (not
- * installed). Names carry the internal prefix eplb__. */
-#ifndef EPLB_QUALITY_INT_H
-#define EPLB_QUALITY_INT_H
+/* balanced.h - the stages of the balanced policy (src/plan/balanced/README.md; not installed).
+ * Names carry the internal prefix eplb__. */
+#ifndef EPLB_BALANCED_H
+#define EPLB_BALANCED_H
 
 #include <stdint.h>
 
 #include "core/eplb_int.h"
 #include "plan/bound.h"
 
-/* ---- lower bound under soft (bound_soft.c) ---- */
+/* ---- stage 1: locality (locality.c) ---- */
+
+/* The locality rule of one layer of E experts (loads w) as data: home[e] receives the node whose
+ * devices (G/N of them, node n holding devices n*G/N..) hold expert e's bound replicas: all of
+ * them under strict, the first under soft. Groups (E/K experts each) go to nodes by an exact
+ * search over set partitions, or largest-first beyond EXACT_MAX_GROUPS groups; with hierarchy
+ * none or one node every home is 0. @return 0, EPLB_ENOMEM, EPLB_EPARAM (the groups cannot be
+ * split over the nodes without duplicates). */
+int eplb__locality(const double *w, int32_t E, const eplb_params *pr, eplb_hierarchy h,
+                   int32_t *home);
+
+/* ---- lower bound under soft (bounds.c) ---- */
 
 /* A lower bound for plans that keep one replica of every expert on its group's node (hierarchy
  * soft; also valid for strict): max(eplb__pool_bound, min over counts d of the largest group's
@@ -25,7 +36,7 @@ double eplb__soft_bound(const double *w, int32_t E, int32_t K, int32_t N, int32_
 int eplb__anchor_counts(const double *w, int32_t n, const int32_t *home, int32_t nsets,
                         int32_t R, int32_t G, int32_t *cnt);
 
-/* ---- one pool of devices (balanced_pool.c) ---- */
+/* ---- one pool of devices (pool.c) ---- */
 
 /* A pool: n experts to place on ndev identical devices of `slots` slots each, every slot used,
  * never two replicas of one expert on a device. */
@@ -60,7 +71,26 @@ typedef struct eplb__pool {
  * (the pool cannot be filled without duplicates). */
 int eplb__pool_solve(const eplb__pool *pool, int32_t *slot_expert, double *max_load);
 
-/* ---- hierarchy soft by decomposition (balanced_soft.c) ---- */
+/* ---- stage 4 under soft: the improvement search (soft.c) ---- */
+
+/* Plans one layer of E experts (loads w) under hierarchy soft (expert e keeps a replica on node
+ * home[e] of N) into row[G*S] (G = engine->ndev, S = engine->slots; the engine's other settings
+ * are the rounds, descents and deadline to use): candidates from the decomposition, the pool
+ * under the rule, the target construction and node-level annealing, each polished by the
+ * engine; the lightest wins. @return 0, EPLB_ENOMEM or EPLB_EPARAM (no placement found). */
+int eplb__plan_soft(const double *w, int32_t E, const int32_t *home, int32_t N,
+                    const eplb__pool *engine, int32_t *row);
+
+/* ---- stage 5: the safety net (net.c) ---- */
+
+/* Gives every layer l with stuck[l] set (its search found no placement) a plain layout that
+ * obeys hierarchy h, then takes the deepseek policy's row (no duplicates) for every layer where
+ * its busiest device is lighter and its placement obeys h. @return 0, EPLB_ENOMEM, or
+ * EPLB_EPARAM when a stuck layer cannot be placed at all. */
+int eplb__safety_net(const eplb_loads *loads, const eplb_params *params, eplb_hierarchy h,
+                     const unsigned char *stuck, eplb_placement *p);
+
+/* ---- hierarchy soft by decomposition (soft_split.c) ---- */
 
 /* Places a layer of E experts on N nodes of Gn devices of S slots from the replica counts cnt[E]
  * (summing to N*Gn*S, each <= N*Gn): the first replica of expert e on node home[e], the extra
@@ -74,7 +104,7 @@ int eplb__pool_solve(const eplb__pool *pool, int32_t *slot_expert, double *max_l
 int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
                      int32_t S, const int32_t *cnt, double cap, int32_t *row, double *max_load);
 
-/* ---- hierarchy soft, target-driven (balanced_soft_target.c) ---- */
+/* ---- hierarchy soft, target-driven (soft_target.c) ---- */
 
 /* Builds plans for N nodes of Gn devices of S slots under soft's first-replica rule (expert e
  * keeps a replica on node home[e]) by a binary search on a target T in [lo, hi]: experts largest
@@ -92,7 +122,7 @@ int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int
                             int32_t Gn, int32_t S, double lo, double hi, int absorb,
                             int32_t *slot_expert, double *max_load);
 
-/* ---- hierarchy soft, annealing at node level (balanced_soft_anneal.c) ---- */
+/* ---- hierarchy soft, annealing at node level (soft_anneal.c) ---- */
 
 /* Improves a soft plan row[N*Gn*S] (every expert e with a replica on node home[e], no expert
  * twice on a device) by annealing what each node holds: trades of copies between nodes and
@@ -106,10 +136,7 @@ int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int
 int eplb__soft_anneal(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
                       int32_t S, double goal, double deadline, int32_t *row, double *max_load);
 
-/* ---- balanced policy (plan_balanced.c) ---- */
-
-
-/* ---- counts for few slots per device (balanced_counts.c) ---- */
+/* ---- counts for few slots per device (counts.c) ---- */
 
 /* Largest slots per device for which eplb__count_descent runs. */
 #define EPLB__DESCENT_MAX_SLOTS 16
@@ -147,7 +174,7 @@ int eplb__pair_counts_exact(const double *w, int32_t n, int32_t G, int32_t keep,
 int eplb__pair_lns(const double *w, int32_t n, int32_t G, int32_t *cnt, int32_t steps,
                    double stop, uint32_t start, double deadline);
 
-/* ---- the exact optimum of a tiny pool (balanced_tiny.c) ---- */
+/* ---- the exact optimum of a tiny pool (tiny.c) ---- */
 
 /* Searches every replica count and placement (up to interchangeable empty devices) of n experts
  * on G devices of S slots, no expert twice on a device, for the plan with the lightest busiest
@@ -160,7 +187,7 @@ int eplb__tiny_exact(const double *w, int32_t n, int32_t G, int32_t S, double up
 #define EPLB__TINY_MAX_EXPERTS 8
 #define EPLB__TINY_MAX_SLOTS 16
 
-/* ---- two-slot counts that meet a target (balanced_pairs.c) ---- */
+/* ---- two-slot counts that meet a target (pairs.c) ---- */
 
 /* Searches replica counts cnt[n] (each 1..G, summing to 2G) for G devices of two slots whose
  * best pairing with duplicates allowed (the k-th largest replica with the k-th smallest) keeps
@@ -172,7 +199,7 @@ int eplb__tiny_exact(const double *w, int32_t n, int32_t G, int32_t S, double up
 int eplb__pair_counts_at(const double *w, int32_t n, int32_t G, double T, int64_t max_nodes,
                          int32_t *cnt);
 
-/* ---- target-driven construction (balanced_target.c) ---- */
+/* ---- target-driven construction (target.c) ---- */
 
 /* Builds plans for a pool of G devices of S slots without locality rules by a binary search on
  * a target T in [lo, hi]: experts largest first, each split into the fewest equal replicas that
@@ -183,4 +210,4 @@ int eplb__pair_counts_at(const double *w, int32_t n, int32_t G, double T, int64_
 int eplb__target_solve(const double *w, int32_t n, int32_t G, int32_t S, double lo, double hi,
                        int32_t *slot_expert, double *max_load);
 
-#endif /* EPLB_QUALITY_INT_H */
+#endif /* EPLB_BALANCED_H */
