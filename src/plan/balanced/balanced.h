@@ -19,7 +19,7 @@
 int eplb__locality(const double *w, int32_t E, const eplb_params *pr, eplb_hierarchy h,
                    int32_t *home);
 
-/* ---- lower bound under soft (bounds.c) ---- */
+/* ---- stage 2 under soft: bound and counts (bounds.c) ---- */
 
 /* A lower bound for plans that keep one replica of every expert on its group's node (hierarchy
  * soft; also valid for strict): max(eplb__pool_bound, min over counts d of the largest group's
@@ -36,7 +36,7 @@ double eplb__soft_bound(const double *w, int32_t E, int32_t K, int32_t N, int32_
 int eplb__anchor_counts(const double *w, int32_t n, const int32_t *home, int32_t nsets,
                         int32_t R, int32_t G, int32_t *cnt);
 
-/* ---- one pool of devices (pool.c) ---- */
+/* ---- stages 3 and 4: the engine, one pool of devices (pool.c) ---- */
 
 /* A pool: n experts to place on ndev identical devices of `slots` slots each, every slot used,
  * never two replicas of one expert on a device. */
@@ -71,40 +71,18 @@ typedef struct eplb__pool {
  * (the pool cannot be filled without duplicates). */
 int eplb__pool_solve(const eplb__pool *pool, int32_t *slot_expert, double *max_load);
 
-/* ---- stage 4 under soft: the improvement search (soft.c) ---- */
+/* ---- candidates: target-driven construction (target.c) ---- */
 
-/* Plans one layer of E experts (loads w) under hierarchy soft (expert e keeps a replica on node
- * home[e] of N) into row[G*S] (G = engine->ndev, S = engine->slots; the engine's other settings
- * are the rounds, descents and deadline to use): candidates from the decomposition, the pool
- * under the rule, the target construction and node-level annealing, each polished by the
- * engine; the lightest wins. @return 0, EPLB_ENOMEM or EPLB_EPARAM (no placement found). */
-int eplb__plan_soft(const double *w, int32_t E, const int32_t *home, int32_t N,
-                    const eplb__pool *engine, int32_t *row);
+/* Builds plans for a pool of G devices of S slots without locality rules by a binary search on
+ * a target T in [lo, hi]: experts largest first, each split into the fewest equal replicas that
+ * fit on the devices with the most room under T, keeping a free slot for every expert still to
+ * come; leftover slots take extra replicas. Writes the lightest plan built to slot_expert[G*S]
+ * and its largest device load to *max_load (0 when no target could be built, slot_expert then
+ * untouched). Needs S <= n <= G*S. @return 0 or EPLB_ENOMEM. */
+int eplb__target_solve(const double *w, int32_t n, int32_t G, int32_t S, double lo, double hi,
+                       int32_t *slot_expert, double *max_load);
 
-/* ---- stage 5: the safety net (net.c) ---- */
-
-/* Gives every layer l with stuck[l] set (its search found no placement) a plain layout that
- * obeys hierarchy h, then takes the deepseek policy's row (no duplicates) for every layer where
- * its busiest device is lighter and its placement obeys h. @return 0, EPLB_ENOMEM, or
- * EPLB_EPARAM when a stuck layer cannot be placed at all. */
-int eplb__safety_net(const eplb_loads *loads, const eplb_params *params, eplb_hierarchy h,
-                     const unsigned char *stuck, eplb_placement *p);
-
-/* ---- hierarchy soft by decomposition (soft_split.c) ---- */
-
-/* Places a layer of E experts on N nodes of Gn devices of S slots from the replica counts cnt[E]
- * (summing to N*Gn*S, each <= N*Gn): the first replica of expert e on node home[e], the extra
- * replicas spread over the nodes to even their loads; with cap > 0 a node search then also moves
- * replicas between experts (no replica grows past cap; cap 0 keeps cnt as it is) while that
- * lowers the heaviest node; each node is then packed on its own and its devices evened out in
- * pairs. Writes the logical expert of every slot to row[N*Gn*S] (its counts are the plan's) and
- * the busiest device's load to *max_load. @return 0, EPLB_ENOMEM, EPLB_EPARAM (counts out of
- * range or not summing to N*Gn*S, a node with more experts than slots, or an extra replica that
- * fits nowhere). */
-int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
-                     int32_t S, const int32_t *cnt, double cap, int32_t *row, double *max_load);
-
-/* ---- hierarchy soft, target-driven (soft_target.c) ---- */
+/* ---- soft candidates: target-driven construction (target.c) ---- */
 
 /* Builds plans for N nodes of Gn devices of S slots under soft's first-replica rule (expert e
  * keeps a replica on node home[e]) by a binary search on a target T in [lo, hi]: experts largest
@@ -122,21 +100,7 @@ int eplb__soft_target_solve(const double *w, int32_t n, const int32_t *home, int
                             int32_t Gn, int32_t S, double lo, double hi, int absorb,
                             int32_t *slot_expert, double *max_load);
 
-/* ---- hierarchy soft, annealing at node level (soft_anneal.c) ---- */
-
-/* Improves a soft plan row[N*Gn*S] (every expert e with a replica on node home[e], no expert
- * twice on a device) by annealing what each node holds: trades of copies between nodes and
- * count moves on a node (a free copy of an expert with two or more replicas gives way to a new
- * replica of another), each node touched packed alone (largest first, then exchanges of one or
- * two replicas between its devices), the cost being the nodes' squared excess over just under
- * `goal`; stops once the busiest device is at most goal, at a fixed cap of moves and packings,
- * or once eplb__now() passes `deadline` (0: never; read every 256 moves). Replaces row by the
- * annealed plan only when its busiest device is lighter; *max_load gets the busiest device's
- * load of row as returned. Deterministic. @return 0 or EPLB_ENOMEM. */
-int eplb__soft_anneal(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
-                      int32_t S, double goal, double deadline, int32_t *row, double *max_load);
-
-/* ---- counts for few slots per device (counts.c) ---- */
+/* ---- candidates: counts for few slots per device (counts.c) ---- */
 
 /* Largest slots per device for which eplb__count_descent runs. */
 #define EPLB__DESCENT_MAX_SLOTS 16
@@ -174,7 +138,19 @@ int eplb__pair_counts_exact(const double *w, int32_t n, int32_t G, int32_t keep,
 int eplb__pair_lns(const double *w, int32_t n, int32_t G, int32_t *cnt, int32_t steps,
                    double stop, uint32_t start, double deadline);
 
-/* ---- the exact optimum of a tiny pool (tiny.c) ---- */
+/* ---- candidates: two-slot counts that meet a target (pairs.c) ---- */
+
+/* Searches replica counts cnt[n] (each 1..G, summing to 2G) for G devices of two slots whose
+ * best pairing with duplicates allowed (the k-th largest replica with the k-th smallest) keeps
+ * every device <= T: depth-first over the experts, heaviest first, each either a few replicas
+ * above T/2 that need partners of at most T minus their load or replicas at or below T/2 that
+ * can be partners, cut by a bound exact for each partner load alone; at most max_nodes nodes.
+ * Deterministic. @return 1 (counts written), 0 (none found: there are none, or the node budget
+ * ran out; cnt then untouched) or EPLB_ENOMEM. */
+int eplb__pair_counts_at(const double *w, int32_t n, int32_t G, double T, int64_t max_nodes,
+                         int32_t *cnt);
+
+/* ---- candidates: the exact optimum of a tiny pool (tiny.c) ---- */
 
 /* Searches every replica count and placement (up to interchangeable empty devices) of n experts
  * on G devices of S slots, no expert twice on a device, for the plan with the lightest busiest
@@ -187,27 +163,51 @@ int eplb__tiny_exact(const double *w, int32_t n, int32_t G, int32_t S, double up
 #define EPLB__TINY_MAX_EXPERTS 8
 #define EPLB__TINY_MAX_SLOTS 16
 
-/* ---- two-slot counts that meet a target (pairs.c) ---- */
+/* ---- stage 4 under soft: the improvement search (soft.c) ---- */
 
-/* Searches replica counts cnt[n] (each 1..G, summing to 2G) for G devices of two slots whose
- * best pairing with duplicates allowed (the k-th largest replica with the k-th smallest) keeps
- * every device <= T: depth-first over the experts, heaviest first, each either a few replicas
- * above T/2 that need partners of at most T minus their load or replicas at or below T/2 that
- * can be partners, cut by a bound exact for each partner load alone; at most max_nodes nodes.
- * Deterministic. @return 1 (counts written), 0 (none found: there are none, or the node budget
- * ran out; cnt then untouched) or EPLB_ENOMEM. */
-int eplb__pair_counts_at(const double *w, int32_t n, int32_t G, double T, int64_t max_nodes,
-                         int32_t *cnt);
+/* Plans one layer of E experts (loads w) under hierarchy soft (expert e keeps a replica on node
+ * home[e] of N) into row[G*S] (G = engine->ndev, S = engine->slots; the engine's other settings
+ * are the rounds, descents and deadline to use): candidates from the decomposition, the pool
+ * under the rule, the target construction and node-level annealing, each polished by the
+ * engine; the lightest wins. @return 0, EPLB_ENOMEM or EPLB_EPARAM (no placement found). */
+int eplb__plan_soft(const double *w, int32_t E, const int32_t *home, int32_t N,
+                    const eplb__pool *engine, int32_t *row);
 
-/* ---- target-driven construction (target.c) ---- */
+/* ---- soft candidates: decomposition (soft_split.c) ---- */
 
-/* Builds plans for a pool of G devices of S slots without locality rules by a binary search on
- * a target T in [lo, hi]: experts largest first, each split into the fewest equal replicas that
- * fit on the devices with the most room under T, keeping a free slot for every expert still to
- * come; leftover slots take extra replicas. Writes the lightest plan built to slot_expert[G*S]
- * and its largest device load to *max_load (0 when no target could be built, slot_expert then
- * untouched). Needs S <= n <= G*S. @return 0 or EPLB_ENOMEM. */
-int eplb__target_solve(const double *w, int32_t n, int32_t G, int32_t S, double lo, double hi,
-                       int32_t *slot_expert, double *max_load);
+/* Places a layer of E experts on N nodes of Gn devices of S slots from the replica counts cnt[E]
+ * (summing to N*Gn*S, each <= N*Gn): the first replica of expert e on node home[e], the extra
+ * replicas spread over the nodes to even their loads; with cap > 0 a node search then also moves
+ * replicas between experts (no replica grows past cap; cap 0 keeps cnt as it is) while that
+ * lowers the heaviest node; each node is then packed on its own and its devices evened out in
+ * pairs. Writes the logical expert of every slot to row[N*Gn*S] (its counts are the plan's) and
+ * the busiest device's load to *max_load. @return 0, EPLB_ENOMEM, EPLB_EPARAM (counts out of
+ * range or not summing to N*Gn*S, a node with more experts than slots, or an extra replica that
+ * fits nowhere). */
+int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
+                     int32_t S, const int32_t *cnt, double cap, int32_t *row, double *max_load);
+
+/* ---- soft candidates: annealing at node level (soft_anneal.c) ---- */
+
+/* Improves a soft plan row[N*Gn*S] (every expert e with a replica on node home[e], no expert
+ * twice on a device) by annealing what each node holds: trades of copies between nodes and
+ * count moves on a node (a free copy of an expert with two or more replicas gives way to a new
+ * replica of another), each node touched packed alone (largest first, then exchanges of one or
+ * two replicas between its devices), the cost being the nodes' squared excess over just under
+ * `goal`; stops once the busiest device is at most goal, at a fixed cap of moves and packings,
+ * or once eplb__now() passes `deadline` (0: never; read every 256 moves). Replaces row by the
+ * annealed plan only when its busiest device is lighter; *max_load gets the busiest device's
+ * load of row as returned. Deterministic. @return 0 or EPLB_ENOMEM. */
+int eplb__soft_anneal(const double *w, int32_t E, const int32_t *home, int32_t N, int32_t Gn,
+                      int32_t S, double goal, double deadline, int32_t *row, double *max_load);
+
+/* ---- stage 5: the safety net (net.c) ---- */
+
+/* Gives every layer l with stuck[l] set (its search found no placement) a plain layout that
+ * obeys hierarchy h, then takes the deepseek policy's row (no duplicates) for every layer where
+ * its busiest device is lighter and its placement obeys h. @return 0, EPLB_ENOMEM, or
+ * EPLB_EPARAM when a stuck layer cannot be placed at all. */
+int eplb__safety_net(const eplb_loads *loads, const eplb_params *params, eplb_hierarchy h,
+                     const unsigned char *stuck, eplb_placement *p);
 
 #endif /* EPLB_BALANCED_H */

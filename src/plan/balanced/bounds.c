@@ -1,4 +1,4 @@
-/* bound_soft.c - a tighter lower bound for hierarchy soft. Under soft every expert keeps one
+/* bounds.c - stage 2 under soft: a tighter lower bound. Under soft every expert keeps one
  * replica on its group's node, so the node of group g carries at least the sum over its experts
  * of load_e / d_e, whatever else it holds; one of its G/N devices carries at least that over
  * G/N. The counts are shared by all groups (sum d_e <= R, 1 <= d_e <= G), so the bound is

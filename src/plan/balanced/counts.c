@@ -1,4 +1,4 @@
-/* balanced_counts.c - replica counts for pools with few slots per device. With 2-4 slots a
+/* counts.c - replica counts for pools with few slots per device. With 2-4 slots a
  * device's load is the sum of a few items, and the min-max greedy's counts (which make the
  * largest items as small as possible) can pair badly: a device with a large item needs small
  * partners. A descent then moves replicas one at a time from a pseudo-random donor (an expert

@@ -1,4 +1,4 @@
-/* balanced_pairs.c - replica counts for two slots per device that meet a target T. With two
+/* pairs.c - replica counts for two slots per device that meet a target T. With two
  * slots a device holds a pair, and counts pair within T exactly when every replica above T/2
  * (a "big" one, of load b) can get its own partner of load <= T - b (its tolerance). Sweeping a
  * position t from 0 to T/2, the replicas of load <= t (supply) must never be outnumbered by the

@@ -1,18 +1,17 @@
-/* balanced_pool.c - the engine of the balanced policy: one pool of identical devices and the
- * experts that live on it. It chooses replica counts and places every replica, never two of one
- * expert on a device, so that the largest device load is as small as it can find:
- *   1. counts by the exact min-max greedy (the lower bound's own counts);
- *   2. largest-first packing: each replica to the lightest device with room that lacks it;
+/* pool.c - stages 3 and 4 of the balanced policy, the engine: one pool of identical devices and
+ * the experts that live on it. It chooses replica counts and places every replica, never two of
+ * one expert on a device and only where the locality rule allows (allowed()), so that the
+ * largest device load is as small as it can find:
+ *   1. counts from the caller or the exact min-max greedy (the lower bound's own counts);
+ *   2. largest-first packing: each replica to the lightest allowed device with room that lacks
+ *      it (a repair exchange when none can);
  *   3. swap search: exchange a replica of the busiest device with a smaller one elsewhere while
  *      that lowers the pair's maximum;
  *   4. count rounds: one replica moves from the expert that loses least to the largest expert of
  *      the busiest device, then 2-3 again; kept when the maximum drops;
- *   5. still above the bound without a home rule: the target-driven construction of
- *      balanced_target.c, then 3-4 on its plan; with few slots per device the count descent of
- *      balanced_counts.c, then 2-4 on its counts; with two slots also counts meeting a ladder
- *      of targets (balanced_pairs.c) and a neighbourhood search recounting five experts at a
- *      time (eplb__pair_lns), each through 2-4. The lightest plan wins (include/eplb/quality.h
- *      numbers these steps 1-8).
+ *   5. still far above the bound without a home rule: the candidates of generators() (target.c,
+ *      counts.c, pairs.c, tiny.c), each through 2-4; the lightest plan wins (include/eplb/
+ *      quality.h numbers these steps 1-8).
  * With fixed counts (soft's per-node packing) only 2-3 run; given a complete plan to polish,
  * only 3-4. Everything is deterministic (ties go to the lower index); the only clock is an
  * optional deadline that cuts step 4 and the two-slot searches short. */

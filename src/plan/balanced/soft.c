@@ -7,7 +7,7 @@
  *      replicas only, else 2 directly;
  *   2. the pool under the rule from the counts that lighten the heaviest node's first replicas
  *      (bounds.c's anchored counts);
- *   3. the target-driven construction under the rule (soft_target.c), from several upper ends
+ *   3. the target-driven construction under the rule (target.c), from several upper ends
  *      of its target search, without and then with its check of what nodes owe;
  *   4. node-level annealing of the lightest plan (soft_anneal.c). */
 #include <math.h>

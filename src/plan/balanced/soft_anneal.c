@@ -1,4 +1,4 @@
-/* balanced_soft_anneal.c - hierarchy soft: annealing at node level, the last step for a layer
+/* soft_anneal.c - hierarchy soft: annealing at node level, the last step for a layer
  * still far above the bound (typically one dominant expert whose copies fill most devices, so
  * that the nodes' totals must be evened out by coordinated moves across nodes). The state is
  * what each node holds: the replica counts and the copies of every expert on every node (the

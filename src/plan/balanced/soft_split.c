@@ -1,4 +1,4 @@
-/* balanced_soft.c - hierarchy soft by decomposition. Every expert's first replica stays on its
+/* soft_split.c - hierarchy soft by decomposition. Every expert's first replica stays on its
  * home node; the extra replicas are spread over the nodes so that the nodes' loads come out even
  * (largest first to the lightest node with a free slot, then trades between the heaviest node and
  * the others), then a node search moves replicas between experts and nodes together (a copy of

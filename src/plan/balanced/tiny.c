@@ -1,4 +1,4 @@
-/* balanced_tiny.c - the exact duplicate-free optimum of a tiny pool (a handful of experts, as in
+/* tiny.c - the exact duplicate-free optimum of a tiny pool (a handful of experts, as in
  * Mixtral's 8, on a few devices) by branch and bound. Experts go heaviest first; for each, every
  * replica count, and for each count every set of that many distinct devices with a free slot
  * and room under the best plan so far (two devices with the same load and used slots are
