@@ -96,8 +96,7 @@
  *     soft: the same partition search, a node's value being its first replicas' load under the
  *       min-max counts; each expert's first replica stays on its group's node, extra replicas go
  *       anywhere. With up to a quarter of the slots extra (R - E <= R / 4, e.g. 288 or 320 slots
- *       for 256 experts) by decomposition, from the min-max greedy's counts (and, when that plan
- *       ends over 1% above the bound, again from those steps 1-6 reach without locality): the
+ *       for 256 experts) by decomposition, from the min-max greedy's counts: the
  *       extra replicas go largest first to the lightest node with a free slot and a device lacking
  *       the expert (a replica over half a device's mean load preferably to a node holding fewer
  *       such replicas than devices), then trade places between the heaviest node and another while
@@ -119,8 +118,8 @@
  *       under the rule (stopping at 0.2%); one still over 1% above it is also planned as with more
  *       extra replicas (next sentence), and while the lightest plan stays over 1% above, by a
  *       target-driven construction under the rule, up to 16 times: a binary search (14 steps) on
- *       a target T from the bound up to 1.1, 1.25, 1.5, 3, 5, 1.05, 1.2, 1.35, 2, 4, 1.15, 1.4,
- *       1.75, 2.5, 7 and 10% above it, in that order (each end gives a different plan), experts
+ *       a target T from the bound up to 16 ends spread geometrically from 1.05% to 10% above it,
+ *       tightest first (each end gives a different plan), experts
  *       largest first, each split into the fewest equal replicas that fit on the devices with the
  *       most room under T, one on its home node, while every node keeps a free slot and room for
  *       the estimated first replicas of its experts still to come (an expert that fits nowhere
@@ -129,11 +128,9 @@
  *       again, now also checking that a node's devices can still take the first replicas it owes
  *       (each device at most its room, and at most the next owed replicas its free slots hold),
  *       which keeps a dominant expert's copies from crowding out its home node's own experts.
- *       Each plan goes through 3-4 under the rule, the lightest kept (measured at R 320 K 8 N 8
- *       G 64 on the benchmark: layers within 1% of none from 662 to 695 of 696, none worse; the
- *       first 5 ends were chosen there, the other 11 and the check add layers on other seeds'
- *       workloads: with both, 2778 of 2784 layers of four seeds' 12 workloads each are within 1%
- *       of none, 2764 without the check). A layer still over 1% above the bound (up to 8 slots per
+ *       Each plan goes through 3-4 under the rule, the lightest kept (src/plan/balanced/README.md
+ *       lists what each of these steps gains on the benchmark).
+ *       A layer still over 1% above the bound (up to 8 slots per
  *       device, within a time budget) is then annealed at node level from the lightest plan: the
  *       state is each node's copies of every expert and the counts; a move trades a free copy
  *       (not an expert's first replica) between two nodes (half of them from the node with the
