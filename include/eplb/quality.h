@@ -39,25 +39,10 @@
  *        10) has every count vector judged by that pairing, and the 8 lightest go through 2-4
  *        (duplicates can make the lightest pack worse than the next): such pools end at the
  *        optimum of the pairing on most inputs, where single moves of the descent all go uphill.
- *     7. with 2 slots per device (not soft), when still over 0.2% above the bound: counts that
- *        pair within a target T, for T at 5, 4, 3, 2.5, 2, 1.5 and 1% above the bound (each
- *        below the plan so far), each vector found then polished by 2 annealed descents as in 6
- *        and packed by 2-4, the lighter plan kept. Counts pair within T exactly when no
- *        position t in [0, T/2] has more replicas above T/2 whose partner must be <= t (load
- *        >= T - t) than replicas <= t. The search (at most 20000 nodes per T) is depth-first
- *        over experts, heaviest first: each takes either few replicas above T/2 (that need
- *        partners) or enough at or below T/2 (that are partners), its options tried with the
- *        most room at the tightest position first; a branch is cut when, even with the best
- *        choice of the experts still open for that position alone within the slots left (a
- *        knapsack, tabulated per position), some position falls short. Slots left over go to
- *        partners. It finds counts such as "the heaviest experts keep a few large replicas and
- *        a middling expert is split into many partners for them", which the descent's single
- *        moves do not reach; when every count of every expert makes at most 2048 options it
- *        tries them all and is complete;
- *     8. with 2 slots per device (not soft), when still over 1% above the bound on pools of at
+ *     7. with 2 slots per device (not soft), when still over 1% above the bound on pools of at
  *        most 256 slots, over 2% on larger ones: a neighbourhood search over counts from the
  *        greedy's counts of step 1, 6 times with 6 seeds on pools of up to 128 slots (3 times on
- *        256), 96000 / slots steps each; 3 times 1000 steps on larger pools; at most 12 steps
+ *        256), 96000 / slots steps each; 6 times 1000 steps on larger pools; at most 12 steps
  *        per expert. A step frees the two experts of a pair above an aim
  *        0.1% below the lightest largest pair so far (a pair drawn at random) and three other
  *        experts at random, and tries every recount of the five (each within 3 of its count,

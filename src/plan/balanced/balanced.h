@@ -138,18 +138,6 @@ int eplb__pair_counts_exact(const double *w, int32_t n, int32_t G, int32_t keep,
 int eplb__pair_lns(const double *w, int32_t n, int32_t G, int32_t *cnt, int32_t steps,
                    double stop, uint32_t start, double deadline);
 
-/* ---- candidates: two-slot counts that meet a target (pairs.c) ---- */
-
-/* Searches replica counts cnt[n] (each 1..G, summing to 2G) for G devices of two slots whose
- * best pairing with duplicates allowed (the k-th largest replica with the k-th smallest) keeps
- * every device <= T: depth-first over the experts, heaviest first, each either a few replicas
- * above T/2 that need partners of at most T minus their load or replicas at or below T/2 that
- * can be partners, cut by a bound exact for each partner load alone; at most max_nodes nodes.
- * Deterministic. @return 1 (counts written), 0 (none found: there are none, or the node budget
- * ran out; cnt then untouched) or EPLB_ENOMEM. */
-int eplb__pair_counts_at(const double *w, int32_t n, int32_t G, double T, int64_t max_nodes,
-                         int32_t *cnt);
-
 /* ---- candidates: the exact optimum of a tiny pool (tiny.c) ---- */
 
 /* Searches every replica count and placement (up to interchangeable empty devices) of n experts

@@ -10,8 +10,8 @@
  *   4. count rounds: one replica moves from the expert that loses least to the largest expert of
  *      the busiest device, then 2-3 again; kept when the maximum drops;
  *   5. still far above the bound without a home rule: the candidates of generators() (target.c,
- *      counts.c, pairs.c, tiny.c), each through 2-4; the lightest plan wins (include/eplb/
- *      quality.h numbers these steps 1-8).
+ *      counts.c, tiny.c), each through 2-4; the lightest plan wins (include/eplb/
+ *      quality.h numbers these steps 1-7).
  * With fixed counts (soft's per-node packing) only 2-3 run; given a complete plan to polish,
  * only 3-4. Everything is deterministic (ties go to the lower index); the only clock is an
  * optional deadline that cuts step 4 and the two-slot searches short. */
@@ -42,15 +42,6 @@
 #define RESTART_PATIENCE 3
 /* Count vectors of the exact two-slot search packed for real (see eplb__pair_counts_exact). */
 #define PAIR_EXACT_KEEP 8
-/* Targets, as shares above the bound, that eplb__pair_counts_at tries (two slots), loosest
- * first: each found vector is a different start for the descents. */
-static const double PAIR_TARGETS[] = {0.05, 0.04, 0.03, 0.025, 0.02, 0.015, 0.01};
-/* Nodes of each of those searches at most. */
-#define PAIR_SEARCH_NODES 20000
-/* Annealed descents from each vector found, and the first of their seeds (apart from the
- * seeds of the descents from the greedy's counts). */
-#define PAIR_SEARCH_DESCENTS 2
-#define PAIR_SEARCH_SEED 1000
 /* Two slots: neighbourhood searches (eplb__pair_lns) from the greedy's counts, each with its own
  * seed: LNS_STARTS of them on pools of up to LNS_FULL_SLOTS slots, proportionally fewer on
  * larger ones; each takes LNS_WORK / slots steps (a step's cost grows with the slots), so a
@@ -65,11 +56,14 @@ static const double PAIR_TARGETS[] = {0.05, 0.04, 0.03, 0.025, 0.02, 0.015, 0.01
  * LNS_LARGE_FROM above: there the short searches above gained little for their time (R512 G256
  * synthetic, 12 workloads, layers 1% above: mean max/LB 1.0136 -> 1.0133, worst unchanged, 1.4x
  * the time), while longer ones on the few layers far above take them most of the way (a layer
- * at 1.0211 of the bound to 1.0132 in 3 x 1000 steps, 0.3 s). */
+ * at 1.0211 of the bound to 1.0132 in 3 x 1000 steps, 0.3 s). 6 of them take the place of a
+ * search for counts meeting a ladder of targets, which they match or beat for less time
+ * (bench_quality: R512 none worst 1.0394 -> 1.0386, goal sweep E256/s2.0 1.0697 -> 1.0649; 24
+ * workloads: the same mean and worst, 0.63x the time). */
 #define LNS_FROM 1e-2
 #define LNS_MAX_SLOTS 256
 #define LNS_LARGE_FROM 2e-2
-#define LNS_LARGE_STARTS 3
+#define LNS_LARGE_STARTS 6
 #define LNS_LARGE_STEPS 1000
 #define LNS_SEED 2000
 /* Count rounds: experts of the busiest device tried as gainers, cheapest donors tried for each. */
@@ -804,26 +798,6 @@ static int generators(search *q, const eplb__pool *pl, eplb__scratch *sc) {
     }
   if (S != 2)
     return rc;
-  /* Two slots: counts that meet targets on a ladder above the bound (pairs.c: heavy experts at
-   * few replicas, middling ones split into partners, which single moves do not reach), each
-   * polished by descents. */
-  for (size_t i = 0; !rc && i < sizeof PAIR_TARGETS / sizeof PAIR_TARGETS[0] &&
-                     far(q, DESCENT_FROM) && !late(pl);
-       i++) {
-    double T = lb * (1 + PAIR_TARGETS[i]);
-    int found = T < q->best ? eplb__pair_counts_at(pl->w, n, G, T, PAIR_SEARCH_NODES, vec) : 0;
-    rc = found < 0 ? found : 0;
-    if (found != 1)
-      continue;
-    for (int32_t k = 0; !rc && k < PAIR_SEARCH_DESCENTS; k++) {
-      memcpy(q->cnt, vec, (size_t)n * sizeof *q->cnt);
-      rc = eplb__count_descent(pl->w, n, G, S, q->cnt, pl->descent_iters, q->stop,
-                               (uint32_t)(PAIR_SEARCH_SEED + (int32_t)i * PAIR_SEARCH_DESCENTS + k),
-                               pl->descent_temp);
-      if (!rc)
-        rc = try_counts(q, q->cnt, NULL);
-    }
-  }
   /* Two slots: neighbourhood searches from the starting counts (counts.c), which recount five
    * experts at a time; the budget of steps is spread so that a search costs about the same on
    * every pool. */
