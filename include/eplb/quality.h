@@ -84,7 +84,8 @@
  *       for 256 experts) by decomposition, from the min-max greedy's counts: the
  *       extra replicas go largest first to the lightest node with a free slot and a device lacking
  *       the expert (a replica over half a device's mean load preferably to a node holding fewer
- *       such replicas than devices). A node search then changes counts and places together,
+ *       such replicas than devices), then trade places between the heaviest node and another while
+ *       that lowers the heavier of the two. A node search then changes counts and places together,
  *       at most 400 moves: on a node, a copy of one expert gives way to a new replica of another
  *       (shrinking all of its replicas; the one giving way keeps its first replica and one at
  *       least, no replica grows past the bound), or the heaviest node trades a copy with another

@@ -1,7 +1,7 @@
 /* soft_split.c - hierarchy soft by decomposition. Every expert's first replica stays on its
  * home node; the extra replicas are spread over the nodes so that the nodes' loads come out even
- * (largest first to the lightest node with a free slot), then a node search moves replicas
- * between experts and nodes together (a copy of
+ * (largest first to the lightest node with a free slot, then trades between the heaviest node and
+ * the others), then a node search moves replicas between experts and nodes together (a copy of
  * one expert on a node gives way to a new replica of another, which shrinks all of the latter's
  * replicas; or two nodes trade copies) while that lowers the heaviest node; each node is then
  * packed on its own with its counts fixed, and its devices evened out two at a time by exchanges
@@ -13,6 +13,9 @@
 
 #include "plan/balanced/balanced.h"
 
+/* Exchange rounds between the heaviest node and the others (a deterministic cap; each round
+ * lowers the heaviest node or stops). */
+#define EXCHANGE_ROUNDS 256
 /* Node search: moves per split (a deterministic cap), and the least relative gain of one. */
 #define NODE_SEARCH_MOVES 400
 #define NODE_MIN_GAIN 1e-9
@@ -100,6 +103,62 @@ static int spread(split *sp) {
     sp->copies[(size_t)e * sp->N + best]++;
   }
   return 0;
+}
+
+/* Whether extra a (on the heaviest node) and extra b (elsewhere) may trade nodes: different
+ * experts, each new node with a device lacking the expert, and no node past one replica over
+ * half a device's mean per device. */
+static int may_trade(const split *sp, const extra *a, const extra *b) {
+  if (a->e == b->e)
+    return 0;
+  int ba = a->size > sp->half, bb = b->size > sp->half;
+  if (ba > bb && sp->big[b->node] >= sp->Gn)
+    return 0;
+  return sp->copies[(size_t)a->e * sp->N + b->node] < sp->Gn &&
+         sp->copies[(size_t)b->e * sp->N + a->node] < sp->Gn;
+}
+
+/* Trades extras between the heaviest node and another while that lowers the pair's larger load
+ * below the heaviest load. */
+static void exchange(split *sp) {
+  for (int round = 0; round < EXCHANGE_ROUNDS; round++) {
+    int32_t top = 0;
+    for (int32_t n = 1; n < sp->N; n++)
+      if (sp->load[n] > sp->load[top])
+        top = n;
+    double lt = sp->load[top], best = lt;
+    int32_t bi = -1, bj = -1;
+    for (int32_t i = 0; i < sp->nx; i++) {
+      if (sp->x[i].node != top)
+        continue;
+      for (int32_t j = 0; j < sp->nx; j++) {
+        const extra *a = &sp->x[i], *b = &sp->x[j];
+        if (b->node == top || b->size >= a->size || !may_trade(sp, a, b))
+          continue;
+        double nt = lt - a->size + b->size, nm = sp->load[b->node] + a->size - b->size;
+        double v = nt > nm ? nt : nm;
+        if (v < best) {
+          best = v;
+          bi = i;
+          bj = j;
+        }
+      }
+    }
+    if (bi < 0)
+      return;
+    extra *a = &sp->x[bi], *b = &sp->x[bj];
+    int32_t na = a->node, nb = b->node;
+    sp->copies[(size_t)a->e * sp->N + na]--;
+    sp->copies[(size_t)b->e * sp->N + nb]--;
+    sp->copies[(size_t)a->e * sp->N + nb]++;
+    sp->copies[(size_t)b->e * sp->N + na]++;
+    sp->big[na] += (b->size > sp->half) - (a->size > sp->half);
+    sp->big[nb] += (a->size > sp->half) - (b->size > sp->half);
+    sp->load[na] += b->size - a->size;
+    sp->load[nb] += a->size - b->size;
+    a->node = nb;
+    b->node = na;
+  }
 }
 
 /* ---- node search ---- */
@@ -709,6 +768,8 @@ int eplb__soft_split(const double *w, int32_t E, const int32_t *home, int32_t N,
       rc = eplb__err(EPLB_EPARAM, "plan balanced: soft: node %d has more experts than slots", n);
   if (!rc)
     rc = spread(&sp);
+  if (!rc)
+    exchange(&sp);
   if (!rc)
     node_search(&sp, nl);
   /* Every node packed, then pair balancing for the node with the busiest device, until it is no
