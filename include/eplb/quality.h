@@ -81,7 +81,8 @@
  *     soft: the same partition search, a node's value being its first replicas' load under the
  *       min-max counts; each expert's first replica stays on its group's node, extra replicas go
  *       anywhere. With up to a quarter of the slots extra (R - E <= R / 4, e.g. 288 or 320 slots
- *       for 256 experts) by decomposition, from the min-max greedy's counts: the
+ *       for 256 experts) by decomposition, from the min-max greedy's counts (and, when that plan
+ *       ends over 1% above the bound, again from those steps 1-6 reach without locality): the
  *       extra replicas go largest first to the lightest node with a free slot and a device lacking
  *       the expert (a replica over half a device's mean load preferably to a node holding fewer
  *       such replicas than devices), then trade places between the heaviest node and another while
