@@ -34,7 +34,10 @@ race() {
   pids="$wa $wb"
   local reads=0 mixed=0
   while kill -0 $wa 2>/dev/null || kill -0 $wb 2>/dev/null; do
-    cp "$out" "$T/$name.read" 2>/dev/null || { mixed=$((mixed + 1)); echo "read $reads: file missing"; }
+    # cat, not cp: GNU cp refuses a source "replaced while being copied" (exit 1 though it read
+    # one whole file); cat reads the file it opened, so only a missing file fails here.
+    cat "$out" >"$T/$name.read" 2>"$T/read.err" ||
+      { mixed=$((mixed + 1)); echo "read $reads: cannot be read: $(head -c 300 "$T/read.err")"; }
     if ! cmp -s "$T/$name.read" "$T/$name.ref_a" && ! cmp -s "$T/$name.read" "$T/$name.ref_b"; then
       mixed=$((mixed + 1))
       [ $mixed -le 3 ] && echo "read $reads: $(wc -c <"$T/$name.read") bytes, neither result"

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """check_deps.py - the library's parts and their dependencies, read from the object files.
 
-Usage: check_deps.py OBJ_ROOT [--print]
+Usage: check_deps.py --src SRC_DIR OBJ_ROOT... [--print]
 
 OBJ_ROOT holds one object file per source file under src/ (a CMake object folder, e.g.
-build/CMakeFiles/eplb_objs.dir/src and build/CMakeFiles/libeplb_mpi.dir/src). For every object,
+build/CMakeFiles/eplb_objs.dir/src and build/CMakeFiles/libeplb_mpi.dir/src); an object whose
+source is no longer in SRC_DIR (left in a build folder after a file moved) is passed over. For every object,
 `nm` lists the symbols it defines and those it uses; file A depends on file B when A uses a
 symbol B defines. Checks two rules of src/README.md:
   1. no cycle between files (a file never depends, through others, on one that depends on it);
@@ -57,14 +58,22 @@ def name_of(path, roots):
 
 
 def main(argv):
-    roots = [os.path.abspath(a) for a in argv[1:] if not a.startswith("--")]
-    if not roots:
+    args = argv[1:]
+    src = None
+    if "--src" in args:
+        i = args.index("--src")
+        src = os.path.abspath(args[i + 1])
+        del args[i : i + 2]
+    roots = [os.path.abspath(a) for a in args if not a.startswith("--")]
+    if not roots or not src:
         print(__doc__, file=sys.stderr)
         return 2
     files, defs = {}, {}
     for r in roots:
         for o in objects(r):
             name = name_of(o, roots)
+            if not os.path.exists(os.path.join(src, name)):
+                continue
             d, u = symbols(o)
             files[name] = u
             for s in d:
