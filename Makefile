@@ -84,7 +84,7 @@ fuzz: deps fuzz-deps
 lint: deps fuzz-deps
 	cmake -S . -B $(LINT_BUILD) -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DEPLB_BUILD_TESTS=OFF \
 	  -DEPLB_BUILD_BENCH=OFF >/dev/null
-	clang-tidy -p $(LINT_BUILD) --quiet src/*.c src/mpi/*.c programs/*.c \
+	clang-tidy -p $(LINT_BUILD) --quiet $(shell find src -name "*.c" | sort) programs/*.c \
 	  2>$(LINT_BUILD)/clang-tidy.stderr || { cat $(LINT_BUILD)/clang-tidy.stderr; exit 1; }
 	@echo "lint: clang-tidy clean on src/ and programs/"
 

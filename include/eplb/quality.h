@@ -39,25 +39,10 @@
  *        10) has every count vector judged by that pairing, and the 8 lightest go through 2-4
  *        (duplicates can make the lightest pack worse than the next): such pools end at the
  *        optimum of the pairing on most inputs, where single moves of the descent all go uphill.
- *     7. with 2 slots per device (not soft), when still over 0.2% above the bound: counts that
- *        pair within a target T, for T at 5, 4, 3, 2.5, 2, 1.5 and 1% above the bound (each
- *        below the plan so far), each vector found then polished by 2 annealed descents as in 6
- *        and packed by 2-4, the lighter plan kept. Counts pair within T exactly when no
- *        position t in [0, T/2] has more replicas above T/2 whose partner must be <= t (load
- *        >= T - t) than replicas <= t. The search (at most 20000 nodes per T) is depth-first
- *        over experts, heaviest first: each takes either few replicas above T/2 (that need
- *        partners) or enough at or below T/2 (that are partners), its options tried with the
- *        most room at the tightest position first; a branch is cut when, even with the best
- *        choice of the experts still open for that position alone within the slots left (a
- *        knapsack, tabulated per position), some position falls short. Slots left over go to
- *        partners. It finds counts such as "the heaviest experts keep a few large replicas and
- *        a middling expert is split into many partners for them", which the descent's single
- *        moves do not reach; when every count of every expert makes at most 2048 options it
- *        tries them all and is complete;
- *     8. with 2 slots per device (not soft), when still over 1% above the bound on pools of at
+ *     7. with 2 slots per device (not soft), when still over 1% above the bound on pools of at
  *        most 256 slots, over 2% on larger ones: a neighbourhood search over counts from the
  *        greedy's counts of step 1, 6 times with 6 seeds on pools of up to 128 slots (3 times on
- *        256), 96000 / slots steps each; 3 times 1000 steps on larger pools; at most 12 steps
+ *        256), 96000 / slots steps each; 6 times 1000 steps on larger pools; at most 12 steps
  *        per expert. A step frees the two experts of a pair above an aim
  *        0.1% below the lightest largest pair so far (a pair drawn at random) and three other
  *        experts at random, and tries every recount of the five (each within 3 of its count,
@@ -119,8 +104,8 @@
  *       under the rule (stopping at 0.2%); one still over 1% above it is also planned as with more
  *       extra replicas (next sentence), and while the lightest plan stays over 1% above, by a
  *       target-driven construction under the rule, up to 16 times: a binary search (14 steps) on
- *       a target T from the bound up to 1.1, 1.25, 1.5, 3, 5, 1.05, 1.2, 1.35, 2, 4, 1.15, 1.4,
- *       1.75, 2.5, 7 and 10% above it, in that order (each end gives a different plan), experts
+ *       a target T from the bound up to 16 ends spread geometrically from 1.05% to 10% above it,
+ *       tightest first (each end gives a different plan), experts
  *       largest first, each split into the fewest equal replicas that fit on the devices with the
  *       most room under T, one on its home node, while every node keeps a free slot and room for
  *       the estimated first replicas of its experts still to come (an expert that fits nowhere
@@ -129,11 +114,9 @@
  *       again, now also checking that a node's devices can still take the first replicas it owes
  *       (each device at most its room, and at most the next owed replicas its free slots hold),
  *       which keeps a dominant expert's copies from crowding out its home node's own experts.
- *       Each plan goes through 3-4 under the rule, the lightest kept (measured at R 320 K 8 N 8
- *       G 64 on the benchmark: layers within 1% of none from 662 to 695 of 696, none worse; the
- *       first 5 ends were chosen there, the other 11 and the check add layers on other seeds'
- *       workloads: with both, 2778 of 2784 layers of four seeds' 12 workloads each are within 1%
- *       of none, 2764 without the check). A layer still over 1% above the bound (up to 8 slots per
+ *       Each plan goes through 3-4 under the rule, the lightest kept (src/plan/balanced/README.md
+ *       lists what each of these steps gains on the benchmark).
+ *       A layer still over 1% above the bound (up to 8 slots per
  *       device, within a time budget) is then annealed at node level from the lightest plan: the
  *       state is each node's copies of every expert and the counts; a move trades a free copy
  *       (not an expert's first replica) between two nodes (half of them from the node with the

@@ -1048,7 +1048,7 @@ static PyObject *collector_dims(CollectorObject *o, PyObject *unused) {
 }
 
 /* _record_repeat(layer, topk_ids, calls): eplb_collector_record called `calls` times in a C
- * loop on one buffer: the C call's throughput, the baseline of bench/bench_python.py. */
+ * loop on one buffer: the C call's throughput, the baseline of bench/python/bench_python.py. */
 static PyObject *collector_record_repeat(CollectorObject *o, PyObject *args) {
   int layer;
   long long calls;

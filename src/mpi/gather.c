@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mpi_int.h"
+#include "mpi/mpi_int.h"
 
 /* Bytes of a failure's detail message sent to the other ranks. */
 #define DETAIL_MAX 512

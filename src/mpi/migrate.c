@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "migrate_int.h"
+#include "mpi/migrate_int.h"
 
 /* ---- checks (local to this rank) ---- */
 

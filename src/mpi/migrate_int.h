@@ -3,7 +3,7 @@
 #ifndef EPLB_MIGRATE_INT_H
 #define EPLB_MIGRATE_INT_H
 
-#include "mpi_int.h"
+#include "mpi/mpi_int.h"
 
 /* A workspace: the duplicate communicator and buffers grown to the largest migration so far. */
 struct eplb_migrate_ws {

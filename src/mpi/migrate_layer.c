@@ -4,7 +4,7 @@
  * first; its sends and local copies read it from there, so the slot is free at once. */
 #include <string.h>
 
-#include "migrate_int.h"
+#include "mpi/migrate_int.h"
 
 eplb__migrate_fault eplb__migrate_fault_at = {-1, -1, -1};
 

@@ -1,5 +1,5 @@
 /* mpi_common.c - helpers shared by the MPI module. */
-#include "mpi_int.h"
+#include "mpi/mpi_int.h"
 
 int eplb__mpi_err(int mpi_rc, const char *what) {
   char msg[MPI_MAX_ERROR_STRING];

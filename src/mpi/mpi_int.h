@@ -2,7 +2,7 @@
 #ifndef EPLB_MPI_INT_H
 #define EPLB_MPI_INT_H
 
-#include "eplb_int.h"
+#include "core/eplb_int.h"
 #include "eplb_mpi.h"
 
 /* Turns an MPI error code into EPLB_ECOMM with MPI's own message in the detail. */

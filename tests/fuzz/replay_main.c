@@ -1,7 +1,7 @@
 /* replay_main.c - the driver that replays fuzz inputs without libFuzzer: each argument is a file
  * (run once through LLVMFuzzerTestOneInput) or a folder (every regular file in it, sorted by
  * name). A crash aborts the process, so ctest fails on it; exit 1 when a file cannot be read or
- * no input was found. Used by `make test` (tests/fuzz.cmake) with gcc and the sanitizers. */
+ * no input was found. Used by `make test` (tests/fuzz/CMakeLists.txt) with gcc and the sanitizers. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <stdint.h>

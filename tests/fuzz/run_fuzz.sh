@@ -16,7 +16,7 @@ for t in $TARGETS; do
   mkdir -p "$work/corpus"
   cp -n "$SRC/tests/fuzz/corpus/$t/"* "$work/corpus/" 2>/dev/null
   # Dictionary-free, one process; -max_len fits the corpus (a few KB); RSS capped below the box.
-  "$BUILD/tests/fuzz_$t" "$work/corpus" -max_total_time="$SECONDS_EACH" -max_len=4096 \
+  "$BUILD/tests/fuzz/fuzz_$t" "$work/corpus" -max_total_time="$SECONDS_EACH" -max_len=4096 \
     -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 -artifact_prefix="$work/" \
     >"$work/log" 2>&1
   rc=$?
